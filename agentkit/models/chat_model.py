@@ -98,7 +98,6 @@ class LocalChatModel(BaseChatModel):
                 f"Unknown option(s) for LocalChatModel: {', '.join(sorted(unknown))}.",
                 fix=f"use only {', '.join(sorted(_CALL_OPTIONS))}.",
             )
-        loaded = LoadedModel.get(kwargs.get("model") or self.model, self._registry())
         params = GenerationParams(
             max_new_tokens=kwargs.get("max_new_tokens", kwargs.get("max_tokens", self.max_new_tokens)),
             temperature=kwargs.get("temperature", self.temperature),
@@ -110,6 +109,7 @@ class LocalChatModel(BaseChatModel):
         tools = kwargs.get("tools") or None
         choice = _normalise_tool_choice(kwargs.get("tool_choice"), tools)
         schema, json_mode = _response_format(kwargs.get("response_format"))
+        loaded = LoadedModel.get(kwargs.get("model") or self.model, self._registry())
         chat = to_chat_dicts(
             messages,
             tools=tools if choice != "none" else None,
@@ -233,7 +233,7 @@ class LocalChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> Runnable[LanguageModelInput, AIMessage]:
         """Bind tools; `tool_choice` is None/"auto", "any"/"required", "none" or a tool name."""
-        formatted = [convert_to_openai_tool(t) for t in tools]
+        formatted = [_openai_tool(t, i) for i, t in enumerate(tools)]
         _normalise_tool_choice(tool_choice, formatted)  # fail at bind time, not at invoke time
         return self.bind(tools=formatted, tool_choice=tool_choice, **kwargs)
 
@@ -250,6 +250,30 @@ class LocalChatModel(BaseChatModel):
         from agentkit.models.structured import structured_runnable
 
         return structured_runnable(self, schema, method=method, include_raw=include_raw, strict=strict, **kwargs)
+
+
+def _openai_tool(tool: Any, index: int) -> dict[str, Any]:
+    """convert_to_openai_tool plus the checks a grammar needs: a name and an object schema."""
+    try:
+        formatted = convert_to_openai_tool(tool)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise BadInputError(
+            f"Tool {index} cannot be read as a tool ({exc}).",
+            fix="pass a @tool function, a BaseTool, a pydantic model or {'name', 'description', 'parameters'}.",
+        ) from None
+    function = formatted.get("function", {})
+    name, params = function.get("name"), function.get("parameters", {"type": "object", "properties": {}})
+    if not isinstance(name, str) or not name:
+        raise BadInputError(f"Tool {index} has no name.", fix="give every tool a non-empty 'name'.")
+    if not isinstance(params, dict) or params.get("type", "object") != "object" or not isinstance(
+        params.get("properties", {}), dict
+    ):
+        raise BadInputError(
+            f"Tool {name!r} has a malformed JSON schema: 'parameters' must be an object schema "
+            f"with a 'properties' mapping, got {str(params)[:80]!r}.",
+            fix='use {"type": "object", "properties": {"arg": {"type": "string"}}, "required": ["arg"]}.',
+        )
+    return formatted
 
 
 def _normalise_tool_choice(choice: Any, tools: list[dict[str, Any]] | None) -> str:

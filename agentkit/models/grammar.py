@@ -42,7 +42,15 @@ class GrammarEngine:
     def _cached(self, key: str, build: Any) -> Any:
         with self._lock:
             if key not in self._cache:
-                self._cache[key] = build()
+                try:
+                    self._cache[key] = build()
+                except (RuntimeError, ValueError) as exc:  # xgrammar's schema errors
+                    from agentkit.errors import BadInputError
+
+                    raise BadInputError(
+                        f"Cannot build a grammar from this JSON schema: {str(exc).splitlines()[0][:200]}",
+                        fix="check the tool / response schema against JSON Schema (types, required, properties).",
+                    ) from None
             return self._cache[key]
 
     def json_schema(self, schema: dict[str, Any]) -> Any:

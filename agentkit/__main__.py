@@ -1,0 +1,5 @@
+import sys
+
+from agentkit.cli.app import main
+
+sys.exit(main())

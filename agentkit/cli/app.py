@@ -1,0 +1,44 @@
+"""The `agentkit` command: wiring only. Each command group lives in its own module and imports
+its heavy dependencies inside the command, so `agentkit --help` stays fast."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from agentkit.cli import chat_cmd, models_cmd
+
+app = typer.Typer(
+    name="agentkit",
+    help="LangChain apps on models you fine-tune yourself, offline. Registry: $AGENTKIT_HOME.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(models_cmd.app, name="models")
+app.command("chat")(chat_cmd.chat)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run the app, map escaping errors to one line and an exit code."""
+    import click
+
+    from agentkit.cli.errors import debug_enabled, report
+
+    command = typer.main.get_command(app)
+    try:
+        result = command.main(args=argv, prog_name="agentkit", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except BaseException as exc:  # noqa: BLE001 - the CLI's last line of defence
+        if isinstance(exc, SystemExit):
+            raise
+        if debug_enabled():
+            raise
+        return report(exc)
+    return result if isinstance(result, int) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,48 @@
+"""One table from exception type to (exit code, one-line message); tracebacks only when debugging.
+
+Exit codes: 2 bad input (a config field, an id, a file), 1 runtime failure, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+DEBUG_ENV = "AGENTKIT_DEBUG"
+
+
+def debug_enabled() -> bool:
+    return os.environ.get(DEBUG_ENV, "") not in ("", "0", "false")
+
+
+def _pydantic_line(exc: Any) -> str:
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first.get("loc", ())) or exc.title
+    return f"{exc.title}: field {where!r}: {first.get('msg')}. Fix: correct or remove that field."
+
+
+def describe(exc: BaseException) -> tuple[int, str]:
+    """(exit code, message) for an exception escaping a command."""
+    import click
+    from pydantic import ValidationError
+
+    from agentkit.errors import AgentkitError
+
+    if isinstance(exc, AgentkitError):
+        return exc.exit_code, exc.one_line()
+    if isinstance(exc, ValidationError):
+        return 2, _pydantic_line(exc)
+    if isinstance(exc, click.ClickException):
+        return 2, exc.format_message() + " Fix: see `agentkit --help`."
+    if isinstance(exc, (KeyboardInterrupt, click.exceptions.Abort)):
+        return 130, "interrupted."
+    if isinstance(exc, FileNotFoundError):
+        return 2, f"{exc.filename or exc}: no such file. Fix: check the path."
+    return 1, f"{type(exc).__name__}: {exc} (set {DEBUG_ENV}=1 for the traceback)"
+
+
+def report(exc: BaseException) -> int:
+    code, message = describe(exc)
+    print(f"error: {message}", file=sys.stderr)
+    return code

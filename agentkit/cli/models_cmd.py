@@ -1,0 +1,114 @@
+"""`agentkit models list | show | rm | import`: the registry from the command line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(help="Base models and adapters in the local registry.", no_args_is_help=True)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+def _registry():  # noqa: ANN202 - lazy import keeps --help fast
+    from agentkit.registry import Registry
+
+    return Registry.default()
+
+
+def progress_printer(console):  # noqa: ANN001, ANN201
+    """A callback for long registry steps; rich shows each step as it starts."""
+
+    def say(message: str) -> None:
+        console.print(f"[dim]…[/dim] {message}")
+
+    return say
+
+
+@app.command("list")
+def list_models(as_json: JsonOpt = False) -> None:
+    """List entries; built-ins not yet converted are shown as such."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from agentkit.registry import builtin_specs
+
+    registry = _registry()
+    rows = [card.summary() | {"status": "ready"} for card in registry.list()]
+    present = {r["id"] for r in rows}
+    for spec in builtin_specs().values():
+        if spec.id not in present:
+            rows.append({"id": spec.id, "kind": "base", "task": None, "base": None, "method": "builtin",
+                         "created": None, "status": f"built-in, converted on first use ({spec.distribution})"})
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    table = Table(title=f"agentkit registry ({registry.root})")
+    for column in ("id", "kind", "task", "base", "method", "status"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*(str(row[c] or "") for c in ("id", "kind", "task", "base", "method", "status")))
+    Console().print(table)
+
+
+@app.command("show")
+def show(model_id: Annotated[str, typer.Argument(help="Registry id.")], as_json: JsonOpt = False) -> None:
+    """Show one entry's card (converts a built-in on first use)."""
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    registry = _registry()
+    registry.ensure(model_id, progress=progress_printer(console))
+    card = registry.card(model_id)
+    data = card.model_dump(mode="json")
+    if as_json:
+        typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
+        return
+    data["path"] = str(registry.entry_dir(model_id))
+    template = data.pop("chat_template") or ""
+    out = Console()
+    for key, value in data.items():
+        out.print(f"[bold]{key}[/bold]: {json.dumps(value, ensure_ascii=False) if isinstance(value, (dict, list)) else value}")
+    out.print(f"[bold]chat_template[/bold]: {len(template)} characters")
+
+
+@app.command("rm")
+def remove(model_id: Annotated[str, typer.Argument(help="Registry id.")]) -> None:
+    """Remove an entry (a built-in comes back on its next use)."""
+    _registry().remove(model_id)
+    typer.echo(f"removed {model_id}")
+
+
+@app.command("import")
+def import_model(
+    path: Annotated[Path, typer.Argument(help="A Hugging Face model folder or a .gguf file.")],
+    entry_id: Annotated[str | None, typer.Option("--id", help="Registry id (default: from the name).")] = None,
+) -> None:
+    """Import a local model: HF folders are copied (safetensors only), GGUF files de-quantised once."""
+    from rich.console import Console
+
+    from agentkit.errors import BadInputError, EntryExistsError
+    from agentkit.registry.importer import default_id_for, import_path
+    from agentkit.registry.store import sha256_file
+
+    if not path.exists():
+        raise BadInputError(f"{path} does not exist.", fix="pass an existing model folder or .gguf file.")
+    console = Console(stderr=True)
+    registry = _registry()
+    target = entry_id or default_id_for(path)
+    say = progress_printer(console)
+    try:
+        card = registry.create_entry(target, lambda stage: import_path(path, stage, progress=say))
+    except EntryExistsError:
+        # A re-run, or two imports of the same source at once: they converge on one entry.
+        existing = registry.card(target)
+        if existing.source.ref == str(path.resolve()) or (
+            path.is_file() and existing.source.sha256 == sha256_file(path)
+        ):
+            typer.echo(f"{target} is already registered from {path}")
+            return
+        raise
+    typer.echo(f"imported {path} as {card.id} ({card.task.value}, {len(card.weights)} weight file(s))")
