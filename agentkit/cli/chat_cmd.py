@@ -12,7 +12,7 @@ def chat(
     adapter: Annotated[str | None, typer.Option("--adapter", help="Registry id of an adapter.")] = None,
     message: Annotated[str | None, typer.Option("-m", "--message", help="One message, then exit.")] = None,
     system: Annotated[str | None, typer.Option("--system", help="A system prompt.")] = None,
-    max_new_tokens: Annotated[int, typer.Option(help="Tokens per reply.")] = 256,
+    max_new_tokens: Annotated[int, typer.Option(min=1, help="Tokens per reply.")] = 256,
     temperature: Annotated[float, typer.Option(help="0 = greedy.")] = 0.0,
     seed: Annotated[int | None, typer.Option(help="Sampling seed.")] = None,
 ) -> None:

@@ -17,7 +17,9 @@ _METHODS = ("json_schema", "function_calling", "json_mode")
 
 
 def _is_pydantic(schema: Any) -> bool:
-    return isinstance(schema, type) and issubclass(schema, BaseModel)
+    from pydantic import v1
+
+    return isinstance(schema, type) and issubclass(schema, (BaseModel, v1.BaseModel))
 
 
 def structured_runnable(

@@ -1,0 +1,89 @@
+"""LocalChatModel behaviour beyond the standard suite, on the real built-in model."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from langchain_core.messages import HumanMessage
+from pydantic import BaseModel, Field
+
+from agentkit.errors import BadInputError
+from agentkit.models import LocalChatModel
+from agentkit.tools.calculator import calculator
+
+pytestmark = pytest.mark.integration
+
+
+class Person(BaseModel):
+    """A person."""
+
+    name: str = Field(description="full name")
+    age: int = Field(description="age in years")
+    hobbies: list[str] = Field(description="a few hobbies")
+
+
+def test_stop_sequence_cuts_text_in_invoke_and_stream() -> None:
+    llm = LocalChatModel(max_new_tokens=48)
+    free = llm.invoke("Count from 1 to 10, separated by commas.").content
+    assert "4" in free  # the model does count; the stop below must cut before it
+    cut = llm.invoke("Count from 1 to 10, separated by commas.", stop=["4"])
+    assert "4" not in cut.content and cut.response_metadata["finish_reason"] == "stop"
+    streamed = "".join(c.content for c in llm.stream("Count from 1 to 10, separated by commas.", stop=["4"]))
+    assert streamed == cut.content
+
+
+def test_seed_makes_sampling_repeatable() -> None:
+    llm = LocalChatModel(max_new_tokens=24, temperature=1.0, top_p=0.95)
+    first = llm.invoke("Name a color.", seed=7).content
+    assert llm.invoke("Name a color.", seed=7).content == first
+    others = {llm.invoke("Name a color.", seed=s).content for s in (1, 2, 3)}
+    assert len(others | {first}) > 1  # different seeds do sample differently
+
+
+def test_structured_output_parses_even_when_the_budget_is_tight() -> None:
+    # 20 tokens cannot hold a free-running answer; the wrap-up bias closes the JSON in time.
+    for budget in (20, 40):
+        person = LocalChatModel(max_new_tokens=budget).with_structured_output(Person).invoke(
+            "Describe Ada Lovelace."
+        )
+        assert isinstance(person, Person)
+
+
+def test_named_tool_choice_and_calculator_round_trip() -> None:
+    llm = LocalChatModel(max_new_tokens=48)
+    msg = llm.bind_tools([calculator], tool_choice="calculator").invoke("What is 23 * 19?")
+    call = msg.tool_calls[0]
+    assert call["name"] == "calculator" and set(call["args"]) == {"expression"}
+    result = calculator.invoke(call)
+    answer = llm.invoke([HumanMessage("What is 23 * 19?"), msg, result])
+    assert answer.content and not answer.tool_calls
+
+
+def test_malformed_schema_fails_before_generation() -> None:
+    bad = {"name": "f", "description": "d", "parameters": {"type": "object", "properties": {"x": {"type": "nonsense"}}}}
+    with pytest.raises(BadInputError, match="grammar"):
+        LocalChatModel().bind_tools([bad], tool_choice="f").invoke("hi")
+
+
+def test_concurrent_calls_are_serialised_safely() -> None:
+    llm = LocalChatModel(max_new_tokens=12)
+    expected = llm.invoke("Say hello.").content
+    results: list[str] = []
+
+    def worker() -> None:
+        results.append(llm.invoke("Say hello.").content)
+
+    threads = [threading.Thread(target=worker) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == [expected] * 3
+
+
+def test_adapter_seam_checks_the_registry() -> None:
+    with pytest.raises(BadInputError, match="Unknown model id 'no-such-adapter'"):
+        LocalChatModel(adapter="no-such-adapter").invoke("hi")
+    with pytest.raises(BadInputError, match="not an adapter"):
+        LocalChatModel(adapter="minilm-l6").invoke("hi")
