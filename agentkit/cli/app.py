@@ -22,14 +22,12 @@ app.command("chat")(chat_cmd.chat)
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the app, map escaping errors to one line and an exit code."""
-    import click
-
     from agentkit.cli.errors import debug_enabled, report
 
     command = typer.main.get_command(app)
     try:
         result = command.main(args=argv, prog_name="agentkit", standalone_mode=False)
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         return exc.exit_code
     except BaseException as exc:  # noqa: BLE001 - the CLI's last line of defence
         if isinstance(exc, SystemExit):

@@ -24,7 +24,7 @@ def _pydantic_line(exc: Any) -> str:
 
 def describe(exc: BaseException) -> tuple[int, str]:
     """(exit code, message) for an exception escaping a command."""
-    import click
+    import typer
     from pydantic import ValidationError
 
     from agentkit.errors import AgentkitError
@@ -33,9 +33,14 @@ def describe(exc: BaseException) -> tuple[int, str]:
         return exc.exit_code, exc.one_line()
     if isinstance(exc, ValidationError):
         return 2, _pydantic_line(exc)
-    if isinstance(exc, click.ClickException):
-        return 2, exc.format_message() + " Fix: see `agentkit --help`."
-    if isinstance(exc, (KeyboardInterrupt, click.exceptions.Abort)):
+    if isinstance(exc, typer.TyperException):  # typer's click: usage errors, bad parameters
+        if type(exc).__name__ == "NoArgsIsHelpError":  # the help is already printed
+            return 0, ""
+        ctx = getattr(exc, "ctx", None)
+        command = ctx.command_path if ctx is not None else "agentkit"
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        return 2, f"{message} Fix: see `{command} --help`."
+    if isinstance(exc, (KeyboardInterrupt, typer.Abort)):
         return 130, "interrupted."
     if isinstance(exc, FileNotFoundError):
         return 2, f"{exc.filename or exc}: no such file. Fix: check the path."
@@ -44,5 +49,6 @@ def describe(exc: BaseException) -> tuple[int, str]:
 
 def report(exc: BaseException) -> int:
     code, message = describe(exc)
-    print(f"error: {message}", file=sys.stderr)
+    if message:
+        print(f"error: {message}", file=sys.stderr)
     return code

@@ -28,7 +28,7 @@ from agentkit.registry import Registry
 # Per-call options accepted by invoke/stream/bind; anything else is a typo worth reporting.
 _CALL_OPTIONS = {
     "tools", "tool_choice", "response_format", "adapter", "model",
-    "temperature", "top_p", "max_new_tokens", "max_tokens", "seed", "timeout",
+    "temperature", "top_p", "repetition_penalty", "max_new_tokens", "max_tokens", "seed", "timeout",
 }  # fmt: skip
 
 
@@ -50,6 +50,9 @@ class LocalChatModel(BaseChatModel):
     adapter: str | None = Field(default=None, description="registry id of an adapter of `model`")
     temperature: float = Field(default=0.0, ge=0, description="0 means greedy decoding")
     top_p: float = Field(default=1.0, gt=0, le=1)
+    repetition_penalty: float = Field(
+        default=1.0, gt=0, description="> 1 discourages the loops greedy decoding falls into; 1 = off"
+    )
     max_new_tokens: int = Field(default=256, gt=0, alias="max_tokens", description="per reply")
     seed: int | None = Field(default=None, description="torch seed for sampling, per call")
     stop: list[str] | None = Field(default=None, description="stop sequences, cut from the text")
@@ -102,6 +105,7 @@ class LocalChatModel(BaseChatModel):
             max_new_tokens=kwargs.get("max_new_tokens", kwargs.get("max_tokens", self.max_new_tokens)),
             temperature=kwargs.get("temperature", self.temperature),
             top_p=kwargs.get("top_p", self.top_p),
+            repetition_penalty=kwargs.get("repetition_penalty", self.repetition_penalty),
             seed=kwargs.get("seed", self.seed),
             stop=list(stop if stop is not None else (self.stop or [])),
             timeout=kwargs.get("timeout", self.timeout),

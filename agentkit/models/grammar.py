@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import json
 import threading
+from dataclasses import dataclass
 from typing import Any
+
+from agentkit.models.schema_minimum import minimal_instance
 
 # Tool calls use the Hermes / Qwen layout, which xgrammar's structural tags describe exactly:
 #   <tool_call>\n{"name": "NAME", "arguments": {...}}\n</tool_call>
@@ -20,6 +23,27 @@ _CALL_END = "}\n" + TOOL_CALL_CLOSE
 # A 135M model left free to emit whitespace inside JSON can pad until max_new_tokens runs out;
 # one space or newline between tokens keeps the output readable and the run short.
 _MAX_WS = 1
+# Tokens kept beyond the shortest valid completion: closing the string or number in progress.
+_SLACK = 4
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """A compiled grammar plus the token count of the shortest reply it accepts."""
+
+    compiled: Any
+    min_tokens: int
+
+
+def budget_reserve(min_tokens: int) -> int:
+    """Tokens to keep for closing a constrained reply.
+
+    The shortest valid completion from scratch bounds what is left to write from any point.
+    A model spells grammar-forced text in more tokens than the canonical tokenisation (it may
+    pick `"` then `name` where the tokenizer would merge them): seen up to ~1.3x on SmolLM2,
+    so 1.5x, plus slack for closing the value in progress.
+    """
+    return -(-3 * min_tokens // 2) + _SLACK
 
 
 class GrammarEngine:
@@ -53,20 +77,24 @@ class GrammarEngine:
                     ) from None
             return self._cache[key]
 
-    def json_schema(self, schema: dict[str, Any]) -> Any:
+    def _count(self, text: str) -> int:
+        return len(self._tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def json_schema(self, schema: dict[str, Any]) -> Constraint:
         text = json.dumps(schema)  # not sort_keys: property order is the order the model writes
         return self._cached(
             "schema:" + text,
-            lambda: self._compiler.compile_json_schema(
-                text, any_whitespace=False
+            lambda: Constraint(
+                self._compiler.compile_json_schema(text, any_whitespace=False),
+                self._count(json.dumps(minimal_instance(schema), separators=(", ", ": "))),
             ),
         )
 
-    def any_json(self) -> Any:
+    def any_json(self) -> Constraint:
         # The builtin JSON grammar allows any value; JSON mode means an object, as OpenAI's does.
         return self.json_schema({"type": "object"})
 
-    def tool_calls(self, tools: list[dict[str, Any]], choice: str) -> Any:
+    def tool_calls(self, tools: list[dict[str, Any]], choice: str) -> Constraint:
         """`choice`: "auto" (text or calls), "any" (exactly one call to any tool) or a tool name."""
         from xgrammar.structural_tag import (
             JSONSchemaFormat,
@@ -85,6 +113,11 @@ class GrammarEngine:
             )
 
         functions = [t["function"] for t in tools]
+
+        def shortest(fn: dict[str, Any]) -> int:
+            args = json.dumps(minimal_instance(fn.get("parameters") or {}), separators=(", ", ": "))
+            return self._count(_CALL_BEGIN.replace("{name}", fn["name"]) + args + _CALL_END)
+
         if choice == "auto":
             fmt: Any = TriggeredTagsFormat(triggers=[TOOL_CALL_OPEN], tags=[tag(f) for f in functions])
         elif choice == "any":
@@ -93,16 +126,31 @@ class GrammarEngine:
         else:
             fmt = tag(next(f for f in functions if f["name"] == choice))
         structural = StructuralTag(format=fmt)
+        # "auto" may end as plain text at any point, so it needs no reserve.
+        candidates = functions if choice in ("auto", "any") else [f for f in functions if f["name"] == choice]
+        minimum = 0 if choice == "auto" else min(shortest(f) for f in candidates)
         key = "tools:" + choice + ":" + json.dumps(functions)
-        return self._cached(key, lambda: self._compiler.compile_structural_tag(structural))
+        return self._cached(
+            key, lambda: Constraint(self._compiler.compile_structural_tag(structural), minimum)
+        )
 
-    def logits_processors(self, compiled: Any, prompt_len: int, max_new_tokens: int) -> list[Any]:
+    def logits_processors(self, constraint: Constraint, prompt_len: int, max_new_tokens: int) -> list[Any]:
         """Fresh processors per generate() call (xgrammar's matchers are single-use)."""
         from xgrammar.contrib.hf import LogitsProcessor
 
-        return [LogitsProcessor(compiled), self._wrap_up(prompt_len, max_new_tokens)]
+        reserve = budget_reserve(constraint.min_tokens)
+        if reserve > max_new_tokens:
+            from agentkit.errors import BadInputError
 
-    def _wrap_up(self, prompt_len: int, max_new_tokens: int) -> Any:
+            raise BadInputError(
+                f"max_new_tokens={max_new_tokens} is too small for the shortest reply that matches this "
+                f"schema / tool call ({constraint.min_tokens} tokens written canonically, up to {reserve} "
+                "as a model spells them).",
+                fix=f"raise max_new_tokens to at least {reserve} (more gives better answers).",
+            )
+        return [LogitsProcessor(constraint.compiled), self._wrap_up(prompt_len, max_new_tokens, reserve)]
+
+    def _wrap_up(self, prompt_len: int, max_new_tokens: int, reserve: int) -> Any:
         """Near the token budget, prefer tokens that close strings, objects and arrays.
 
         Without this a 135M model that loops inside a JSON string ("and it was a cat, and it
@@ -115,11 +163,14 @@ class GrammarEngine:
         if self._closers is None:
             vocab = self._tokenizer.convert_ids_to_tokens(list(range(self._vocab_size)))
             texts = [self._tokenizer.convert_tokens_to_string([t]) if t else "" for t in vocab]
-            mask = [bool(t.strip()) and set(t.strip()) <= set('"}]') for t in texts]
-            self._closers = torch.tensor(mask, dtype=torch.float32) * 1e4
+            # Quote / brace / bracket tokens get the big bonus; a comma gets half, so it wins after
+            # a number (where no quote is allowed) but never beats a quote inside a string.
+            bonus = [
+                1e4 if set(t.strip()) <= set('"}]') else 5e3 if set(t.strip()) <= set('"}],') else 0.0
+                for t in (text if text.strip() else "x" for text in texts)
+            ]
+            self._closers = torch.tensor(bonus, dtype=torch.float32)
         closers = self._closers
-        # Reserve: enough tokens to close a few nested levels and write the tool-call end tag.
-        reserve = min(32, max(4, max_new_tokens // 4))
 
         def process(input_ids: Any, scores: Any) -> Any:
             generated = input_ids.shape[1] - prompt_len

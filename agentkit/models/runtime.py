@@ -24,6 +24,7 @@ class GenerationParams:
     max_new_tokens: int = 256
     temperature: float = 0.0
     top_p: float = 1.0
+    repetition_penalty: float = 1.0
     seed: int | None = None
     stop: list[str] = field(default_factory=list)
     timeout: float | None = None
@@ -36,6 +37,10 @@ class GenerationParams:
             )
         if self.temperature < 0:
             raise BadInputError(f"temperature must be >= 0, got {self.temperature}.", fix="use 0 for greedy.")
+        if self.repetition_penalty <= 0:
+            raise BadInputError(
+                f"repetition_penalty must be > 0, got {self.repetition_penalty}.", fix="use 1.0 to disable."
+            )
         if not 0 < self.top_p <= 1:
             raise BadInputError(f"top_p must be in (0, 1], got {self.top_p}.", fix="use 1.0 to disable.")
 
@@ -192,6 +197,7 @@ class LoadedModel:
             temperature=params.temperature if sample else None,
             top_p=params.top_p if sample else None,
             top_k=None,
+            repetition_penalty=params.repetition_penalty if params.repetition_penalty != 1.0 else None,
             pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id,
             eos_token_id=self.tokenizer.eos_token_id,
             max_time=params.timeout,

@@ -115,4 +115,4 @@ def test_chat_one_shot_streams_a_reply(registry: Registry) -> None:
 
 def test_chat_bad_max_tokens_is_exit_2(registry: Registry) -> None:
     out = run("chat", "smollm2-135m-instruct", "-m", "hi", "--max-new-tokens", "0")
-    assert out.returncode == 2 and "max_new_tokens" in out.stderr
+    assert out.returncode == 2 and "--max-new-tokens" in out.stderr

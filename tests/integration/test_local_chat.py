@@ -42,12 +42,14 @@ def test_seed_makes_sampling_repeatable() -> None:
 
 
 def test_structured_output_parses_even_when_the_budget_is_tight() -> None:
-    # 20 tokens cannot hold a free-running answer; the wrap-up bias closes the JSON in time.
-    for budget in (20, 40):
+    # 32 tokens cannot hold a free-running answer; the wrap-up bias closes the JSON in time.
+    for budget in (32, 48):
         person = LocalChatModel(max_new_tokens=budget).with_structured_output(Person).invoke(
             "Describe Ada Lovelace."
         )
         assert isinstance(person, Person)
+    with pytest.raises(BadInputError, match="too small for the shortest reply"):
+        LocalChatModel(max_new_tokens=12).with_structured_output(Person).invoke("Describe Ada Lovelace.")
 
 
 def test_named_tool_choice_and_calculator_round_trip() -> None:
