@@ -29,10 +29,15 @@ _SLACK = 4
 
 @dataclass(frozen=True)
 class Constraint:
-    """A compiled grammar plus the token count of the shortest reply it accepts."""
+    """A compiled grammar and the size of the shortest reply it accepts, in tokens.
+
+    `prefix_tokens` is text the grammar fixes before any free choice (a tool call's begin tag);
+    `min_tokens` is the shortest valid rest after it.
+    """
 
     compiled: Any
     min_tokens: int
+    prefix_tokens: int = 0
 
 
 def budget_reserve(min_tokens: int) -> int:
@@ -40,10 +45,10 @@ def budget_reserve(min_tokens: int) -> int:
 
     The shortest valid completion from scratch bounds what is left to write from any point.
     A model spells grammar-forced text in more tokens than the canonical tokenisation (it may
-    pick `"` then `name` where the tokenizer would merge them): seen up to ~1.3x on SmolLM2,
-    so 1.5x, plus slack for closing the value in progress.
+    pick `"` then `name` where the tokenizer would merge them) and writes numbers longer than
+    "0": ~1.2x on SmolLM2, so 1.3x, plus slack for closing the value in progress.
     """
-    return -(-3 * min_tokens // 2) + _SLACK
+    return -(-13 * min_tokens // 10) + _SLACK
 
 
 class GrammarEngine:
@@ -114,9 +119,9 @@ class GrammarEngine:
 
         functions = [t["function"] for t in tools]
 
-        def shortest(fn: dict[str, Any]) -> int:
+        def shortest(fn: dict[str, Any]) -> tuple[int, int]:
             args = json.dumps(minimal_instance(fn.get("parameters") or {}), separators=(", ", ": "))
-            return self._count(_CALL_BEGIN.replace("{name}", fn["name"]) + args + _CALL_END)
+            return self._count(args + _CALL_END), self._count(_CALL_BEGIN.replace("{name}", fn["name"]))
 
         if choice == "auto":
             fmt: Any = TriggeredTagsFormat(triggers=[TOOL_CALL_OPEN], tags=[tag(f) for f in functions])
@@ -128,10 +133,10 @@ class GrammarEngine:
         structural = StructuralTag(format=fmt)
         # "auto" may end as plain text at any point, so it needs no reserve.
         candidates = functions if choice in ("auto", "any") else [f for f in functions if f["name"] == choice]
-        minimum = 0 if choice == "auto" else min(shortest(f) for f in candidates)
+        rest, prefix = (0, 0) if choice == "auto" else max(shortest(f) for f in candidates)
         key = "tools:" + choice + ":" + json.dumps(functions)
         return self._cached(
-            key, lambda: Constraint(self._compiler.compile_structural_tag(structural), minimum)
+            key, lambda: Constraint(self._compiler.compile_structural_tag(structural), rest, prefix)
         )
 
     def logits_processors(self, constraint: Constraint, prompt_len: int, max_new_tokens: int) -> list[Any]:
@@ -139,14 +144,14 @@ class GrammarEngine:
         from xgrammar.contrib.hf import LogitsProcessor
 
         reserve = budget_reserve(constraint.min_tokens)
-        if reserve > max_new_tokens:
+        if constraint.prefix_tokens + reserve > max_new_tokens:
             from agentkit.errors import BadInputError
 
             raise BadInputError(
                 f"max_new_tokens={max_new_tokens} is too small for the shortest reply that matches this "
-                f"schema / tool call ({constraint.min_tokens} tokens written canonically, up to {reserve} "
-                "as a model spells them).",
-                fix=f"raise max_new_tokens to at least {reserve} (more gives better answers).",
+                f"schema / tool call ({constraint.prefix_tokens + constraint.min_tokens} tokens written "
+                f"canonically, up to {constraint.prefix_tokens + reserve} as a model spells them).",
+                fix=f"raise max_new_tokens to at least {constraint.prefix_tokens + reserve} (more gives better answers).",
             )
         return [LogitsProcessor(constraint.compiled), self._wrap_up(prompt_len, max_new_tokens, reserve)]
 

@@ -19,8 +19,9 @@ class TestLocalChatModelIntegration(ChatModelIntegrationTests):
 
     @property
     def chat_model_params(self) -> dict:
-        # 64 new tokens keeps each call to a few seconds on 2 cores; greedy for repeatability.
-        return {"model": "smollm2-135m-instruct", "max_tokens": 64, "temperature": 0}
+        # 96 new tokens keeps each call to a few seconds on 2 cores and leaves room for a tool
+        # call's begin tag plus CJK arguments (3 byte-level tokens a character); greedy decoding.
+        return {"model": "smollm2-135m-instruct", "max_tokens": 96, "temperature": 0}
 
     @property
     def has_tool_calling(self) -> bool:
