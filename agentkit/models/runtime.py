@@ -283,23 +283,30 @@ class LoadedModel:
 
         hold = max((len(s) for s in params.stop), default=1) - 1
         ids: list[int] = []
+        text = ""  # decoded so far
         emitted = 0
+        # Incremental detokenisation (as in TGI / vLLM): decode a short window, not all ids, so a
+        # token costs O(1) to decode; the window start keeps merges across token borders right.
+        prefix_at = read_at = 0
         self.lock.acquire()
         worker = threading.Thread(target=run, name=f"agentkit-generate-{self.model_id}", daemon=True)
         try:
             worker.start()
             while (item := streamer.queue.get()) is not None:
                 ids.extend(item)
-                text = self.tokenizer.decode(ids, skip_special_tokens=True)
-                text, stopped = cut_at_stop(text, params.stop)
+                before = self.tokenizer.decode(ids[prefix_at:read_at], skip_special_tokens=True)
+                window = self.tokenizer.decode(ids[prefix_at:], skip_special_tokens=True)
+                if len(window) <= len(before) or window.endswith("\ufffd"):  # half a UTF-8 character
+                    continue
+                text += window[len(before) :]
+                prefix_at, read_at = read_at, len(ids)
+                cut, stopped = cut_at_stop(text, params.stop)
                 if stopped:
                     cancel.set()
                     break
-                safe = len(text) - hold
-                while safe > emitted and text[safe - 1] == "\ufffd":  # half a UTF-8 character
-                    safe -= 1
+                safe = len(cut) - hold
                 if safe > emitted:
-                    yield text[emitted:safe]
+                    yield cut[emitted:safe]
                     emitted = safe
             worker.join()
             if errors:

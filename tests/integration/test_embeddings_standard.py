@@ -6,26 +6,14 @@ import pytest
 from langchain_tests.integration_tests import EmbeddingsIntegrationTests
 from langchain_tests.unit_tests import EmbeddingsUnitTests
 
-from agentkit.models import LocalEmbeddings
+from tests.standard_capabilities import LocalEmbeddingsParams
 
 pytestmark = pytest.mark.integration
 
 
-class TestLocalEmbeddingsUnit(EmbeddingsUnitTests):
-    @property
-    def embeddings_class(self) -> type[LocalEmbeddings]:
-        return LocalEmbeddings
-
-    @property
-    def embedding_model_params(self) -> dict:
-        return {"model": "minilm-l6"}
+class TestLocalEmbeddingsUnit(LocalEmbeddingsParams, EmbeddingsUnitTests):
+    pass
 
 
-class TestLocalEmbeddingsIntegration(EmbeddingsIntegrationTests):
-    @property
-    def embeddings_class(self) -> type[LocalEmbeddings]:
-        return LocalEmbeddings
-
-    @property
-    def embedding_model_params(self) -> dict:
-        return {"model": "minilm-l6"}
+class TestLocalEmbeddingsIntegration(LocalEmbeddingsParams, EmbeddingsIntegrationTests):
+    pass

@@ -7,14 +7,10 @@ from __future__ import annotations
 
 from langchain_tests.unit_tests import ChatModelUnitTests
 
-from agentkit.models import LocalChatModel
+from tests.standard_capabilities import LocalChatModelCapabilities
 
 
-class TestLocalChatModelUnit(ChatModelUnitTests):
-    @property
-    def chat_model_class(self) -> type[LocalChatModel]:
-        return LocalChatModel
-
+class TestLocalChatModelUnit(LocalChatModelCapabilities, ChatModelUnitTests):
     @property
     def standard_chat_model_params(self) -> dict:
         # The suite adds api_key="test" for hosted providers. A local model has no key, and
@@ -26,19 +22,3 @@ class TestLocalChatModelUnit(ChatModelUnitTests):
     @property
     def chat_model_params(self) -> dict:
         return {"model": "smollm2-135m-instruct"}
-
-    @property
-    def has_tool_calling(self) -> bool:
-        return True
-
-    @property
-    def has_tool_choice(self) -> bool:
-        return True
-
-    @property
-    def has_structured_output(self) -> bool:
-        return True
-
-    @property
-    def supports_json_mode(self) -> bool:
-        return True
