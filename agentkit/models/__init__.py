@@ -18,7 +18,7 @@ _LAZY = {
     "ModelSpec": "agentkit.models.provider",
     "load_chat_model": "agentkit.models.provider",
 }
-__all__ = list(_LAZY)
+__all__ = ["LocalChatModel", "LocalEmbeddings", "ModelSpec", "load_chat_model"]
 
 
 def __getattr__(name: str) -> Any:

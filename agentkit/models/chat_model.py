@@ -6,7 +6,9 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from langchain_core.callbacks import CallbackManagerForLLMRun
@@ -16,14 +18,40 @@ from langchain_core.messages.ai import UsageMetadata
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
-from langchain_core.utils.function_calling import convert_to_json_schema, convert_to_openai_tool
 from pydantic import BaseModel, ConfigDict, Field
 
 from agentkit.errors import BadInputError
-from agentkit.models.grammar import CALL_OPENER, TOOL_CALL_OPEN
+from agentkit.models.grammar import CALL_OPENER
 from agentkit.models.messages import parse_tool_calls, to_chat_dicts
 from agentkit.models.runtime import GenerationOutput, GenerationParams, LoadedModel
+from agentkit.models.tool_calls import (
+    answered_calls,
+    call_key,
+    drain_tool_text,
+    normalise_tool_choice,
+    openai_tool,
+    response_format_schema,
+)
 from agentkit.registry import Registry
+
+
+@dataclass
+class _Call:
+    """One prepared request: the loaded base, prompt ids and everything generation needs."""
+
+    loaded: LoadedModel
+    prompt: list[int]
+    params: GenerationParams
+    grammar: Any
+    adapter: str | None
+    with_tools: bool
+    # "auto" resolved to a call: a reply that only repeats answered calls is redone as text.
+    auto_call: bool = False
+    answered: set[str] = field(default_factory=set)
+
+    def repeats_answered(self, calls: list[dict[str, Any]]) -> bool:
+        return self.auto_call and bool(calls) and all(call_key(c) in self.answered for c in calls)
+
 
 # Per-call options accepted by invoke/stream/bind; anything else is a typo worth reporting.
 _CALL_OPTIONS = {
@@ -92,9 +120,7 @@ class LocalChatModel(BaseChatModel):
     def _registry(self) -> Registry:
         return Registry(self.home) if self.home else Registry.default()
 
-    def _prepare(
-        self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]
-    ) -> tuple[LoadedModel, list[int], GenerationParams, Any, str | None, bool]:
+    def _prepare(self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]) -> _Call:
         unknown = set(kwargs) - _CALL_OPTIONS
         if unknown:
             raise BadInputError(
@@ -111,8 +137,8 @@ class LocalChatModel(BaseChatModel):
             timeout=kwargs.get("timeout", self.timeout),
         )
         tools = kwargs.get("tools") or None
-        choice = _normalise_tool_choice(kwargs.get("tool_choice"), tools)
-        schema, json_mode = _response_format(kwargs.get("response_format"))
+        choice = normalise_tool_choice(kwargs.get("tool_choice"), tools)
+        schema, json_mode = response_format_schema(kwargs.get("response_format"))
         loaded = LoadedModel.get(kwargs.get("model") or self.model, self._registry())
         chat = to_chat_dicts(
             messages,
@@ -126,11 +152,15 @@ class LocalChatModel(BaseChatModel):
         elif json_mode:
             grammar = loaded.grammar.any_json()
         adapter = kwargs.get("adapter", self.adapter)
-        prompt = loaded.encode_chat(chat)
-        if tools and choice != "none":
-            choice = self._decide_tool(loaded, prompt, tools, choice, adapter)
-            grammar = loaded.grammar.tool_calls(tools, choice)
-        return loaded, prompt, params, grammar, adapter, bool(tools and choice != "none")
+        call = _Call(loaded, loaded.encode_chat(chat), params, grammar, adapter, with_tools=bool(tools and choice != "none"))
+        if tools and choice == "none" and grammar is None:
+            call.grammar = loaded.grammar.tool_calls(tools, "none")
+        if call.with_tools:
+            decided = self._decide_tool(loaded, call.prompt, tools, choice, adapter)
+            call.grammar = loaded.grammar.tool_calls(tools, decided)
+            call.auto_call = choice == "auto" and decided != "auto"
+            call.answered = answered_calls(messages) if call.auto_call else set()
+        return call
 
     def _decide_tool(
         self, loaded: LoadedModel, prompt: list[int], tools: list[dict[str, Any]], choice: str, adapter: str | None
@@ -165,15 +195,19 @@ class LocalChatModel(BaseChatModel):
             from langchain_core.language_models.chat_models import generate_from_stream
 
             return generate_from_stream(self._stream(messages, stop, run_manager, **kwargs))
-        loaded, prompt, params, grammar, adapter, with_tools = self._prepare(messages, stop, kwargs)
-        out = loaded.generate(prompt, params, grammar=grammar, adapter=adapter)
-        text, calls, invalid = parse_tool_calls(out.text) if with_tools else (out.text, [], [])
+        call = self._prepare(messages, stop, kwargs)
+        out = call.loaded.generate(call.prompt, call.params, grammar=call.grammar, adapter=call.adapter)
+        text, calls, invalid = parse_tool_calls(out.text) if call.with_tools else (out.text, [], [])
+        if call.repeats_answered(calls):
+            # A small model that has just read a tool's result tends to call it again with the
+            # same arguments; that can only loop, so answer in text instead.
+            return self._generate(messages, stop, run_manager, **{**kwargs, "tool_choice": "none"})
         message = AIMessage(
             content=text,
             tool_calls=calls,
             invalid_tool_calls=invalid,
             usage_metadata=_usage(out),
-            response_metadata=self._metadata(loaded, out, adapter),
+            response_metadata=self._metadata(call.loaded, out, call.adapter),
         )
         return ChatResult(generations=[ChatGeneration(message=message)])
 
@@ -184,20 +218,34 @@ class LocalChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        loaded, prompt, params, grammar, adapter, with_tools = self._prepare(messages, stop, kwargs)
+        call = self._prepare(messages, stop, kwargs)
+        if call.auto_call:
+            # The reply is one tool call (the grammar allows nothing else), so nothing streams
+            # before it closes anyway: buffer it, and redo as text if it repeats an answered call.
+            chunks = list(self._stream_call(call, run_manager))
+            calls = [c for ch in chunks for c in ch.message.tool_call_chunks]
+            parsed = [{"name": c["name"], "args": json.loads(c["args"] or "{}")} for c in calls if c.get("name")]
+            if call.repeats_answered(parsed):
+                yield from self._stream(messages, stop, run_manager, **{**kwargs, "tool_choice": "none"})
+            else:
+                yield from chunks
+            return
+        yield from self._stream_call(call, run_manager)
+
+    def _stream_call(self, call: _Call, run_manager: CallbackManagerForLLMRun | None) -> Iterator[ChatGenerationChunk]:
         pending = ""  # text that may belong to a <tool_call> block, held until it is decided
         call_index = 0
-        for item in loaded.stream(prompt, params, grammar=grammar, adapter=adapter):
+        for item in call.loaded.stream(call.prompt, call.params, grammar=call.grammar, adapter=call.adapter):
             if isinstance(item, GenerationOutput):
                 final = item
                 break
-            if not with_tools:
+            if not call.with_tools:
                 if run_manager:
                     run_manager.on_llm_new_token(item)
                 yield ChatGenerationChunk(message=AIMessageChunk(content=item))
                 continue
             pending += item
-            for chunk in _drain_tool_text(pending):
+            for chunk in drain_tool_text(pending):
                 if isinstance(chunk, str):
                     pending = chunk
                     break
@@ -208,14 +256,14 @@ class LocalChatModel(BaseChatModel):
                     run_manager.on_llm_new_token(str(chunk.message.content))
                 yield chunk
         if pending:
-            text, calls, invalid = parse_tool_calls(pending)
+            text, _, _ = parse_tool_calls(pending)
             if text:
                 yield ChatGenerationChunk(message=AIMessageChunk(content=text))
         yield ChatGenerationChunk(
             message=AIMessageChunk(
                 content="",
                 usage_metadata=_usage(final),
-                response_metadata=self._metadata(loaded, final, adapter),
+                response_metadata=self._metadata(call.loaded, final, call.adapter),
                 chunk_position="last",
             )
         )
@@ -237,8 +285,8 @@ class LocalChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> Runnable[LanguageModelInput, AIMessage]:
         """Bind tools; `tool_choice` is None/"auto", "any"/"required", "none" or a tool name."""
-        formatted = [_openai_tool(t, i) for i, t in enumerate(tools)]
-        _normalise_tool_choice(tool_choice, formatted)  # fail at bind time, not at invoke time
+        formatted = [openai_tool(t, i) for i, t in enumerate(tools)]
+        normalise_tool_choice(tool_choice, formatted)  # fail at bind time, not at invoke time
         return self.bind(tools=formatted, tool_choice=tool_choice, **kwargs)
 
     def with_structured_output(
@@ -256,116 +304,9 @@ class LocalChatModel(BaseChatModel):
         return structured_runnable(self, schema, method=method, include_raw=include_raw, strict=strict, **kwargs)
 
 
-def _openai_tool(tool: Any, index: int) -> dict[str, Any]:
-    """convert_to_openai_tool plus the checks a grammar needs: a name and an object schema."""
-    try:
-        formatted = convert_to_openai_tool(tool)
-    except (ValueError, TypeError, KeyError) as exc:
-        raise BadInputError(
-            f"Tool {index} cannot be read as a tool ({exc}).",
-            fix="pass a @tool function, a BaseTool, a pydantic model or {'name', 'description', 'parameters'}.",
-        ) from None
-    function = formatted.get("function", {})
-    name, params = function.get("name"), function.get("parameters", {"type": "object", "properties": {}})
-    if not isinstance(name, str) or not name:
-        raise BadInputError(f"Tool {index} has no name.", fix="give every tool a non-empty 'name'.")
-    if not isinstance(params, dict) or params.get("type", "object") != "object" or not isinstance(
-        params.get("properties", {}), dict
-    ):
-        raise BadInputError(
-            f"Tool {name!r} has a malformed JSON schema: 'parameters' must be an object schema "
-            f"with a 'properties' mapping, got {str(params)[:80]!r}.",
-            fix='use {"type": "object", "properties": {"arg": {"type": "string"}}, "required": ["arg"]}.',
-        )
-    return formatted
-
-
-def _normalise_tool_choice(choice: Any, tools: list[dict[str, Any]] | None) -> str:
-    """Map LangChain's tool_choice spellings to "auto" | "any" | "none" | a tool name."""
-    names = [t["function"]["name"] for t in tools or []]
-    if choice is None or choice == "auto":
-        return "auto"
-    if choice in ("any", "required", True):
-        result = "any"
-    elif choice in ("none", False):
-        return "none"
-    elif isinstance(choice, dict):
-        result = (choice.get("function") or {}).get("name") or choice.get("name") or ""
-    elif isinstance(choice, str):
-        result = choice
-    else:
-        result = repr(choice)
-    if result != "any" and result not in names:
-        raise BadInputError(
-            f"tool_choice {result!r} is not one of the bound tools ({', '.join(names) or 'none'}).",
-            fix='use "auto", "any", "none" or the name of a bound tool.',
-        )
-    if not names:
-        raise BadInputError("tool_choice needs at least one bound tool.", fix="pass tools to bind_tools.")
-    return result
-
-
-def _response_format(fmt: Any) -> tuple[dict[str, Any] | None, bool]:
-    """(JSON schema or None, json_mode) from an OpenAI-style response_format."""
-    if fmt is None:
-        return None, False
-    kind = fmt.get("type") if isinstance(fmt, dict) else None
-    if kind == "json_object":
-        return fmt.get("schema"), True
-    if kind == "json_schema":
-        spec = fmt.get("json_schema") or {}
-        return spec.get("schema", spec), False
-    if isinstance(fmt, dict) or isinstance(fmt, type):
-        return convert_to_json_schema(fmt), False
-    raise BadInputError(
-        f"Unsupported response_format {fmt!r}.",
-        fix='use {"type": "json_object"} or {"type": "json_schema", "json_schema": {"schema": ...}}.',
-    )
-
-
 def _usage(out: GenerationOutput) -> UsageMetadata:
     return UsageMetadata(
         input_tokens=out.input_tokens,
         output_tokens=out.output_tokens,
         total_tokens=out.input_tokens + out.output_tokens,
     )
-
-
-def _drain_tool_text(pending: str) -> Iterator[ChatGenerationChunk | str]:
-    """Turn buffered output into chunks: plain text as content, complete calls as tool chunks.
-
-    Yields a `str` last when something must stay buffered (an open call, or a possible prefix
-    of `<tool_call>` at the end).
-    """
-    import json
-
-    from agentkit.models.grammar import TOOL_CALL_CLOSE
-
-    while pending:
-        start = pending.find(TOOL_CALL_OPEN)
-        if start < 0:
-            # keep a tail that could still grow into "<tool_call>"
-            keep = next((k for k in range(len(TOOL_CALL_OPEN) - 1, 0, -1) if pending.endswith(TOOL_CALL_OPEN[:k])), 0)
-            head, pending = pending[: len(pending) - keep], pending[len(pending) - keep :]
-            if head:
-                yield ChatGenerationChunk(message=AIMessageChunk(content=head))
-            break
-        if start > 0:
-            yield ChatGenerationChunk(message=AIMessageChunk(content=pending[:start]))
-            pending = pending[start:]
-        end = pending.find(TOOL_CALL_CLOSE)
-        if end < 0:
-            break
-        block, pending = pending[: end + len(TOOL_CALL_CLOSE)], pending[end + len(TOOL_CALL_CLOSE) :]
-        _, calls, invalid = parse_tool_calls(block)
-        for call in calls:
-            args = json.dumps(call["args"], ensure_ascii=False)
-            yield ChatGenerationChunk(
-                message=AIMessageChunk(
-                    content="",
-                    tool_call_chunks=[{"name": call["name"], "args": args, "id": call["id"], "index": 0}],
-                )
-            )
-        for bad in invalid:
-            yield ChatGenerationChunk(message=AIMessageChunk(content="", invalid_tool_calls=[bad]))
-    yield pending

@@ -17,6 +17,10 @@ from agentkit.models.schema_minimum import minimal_instance
 #   <tool_call>\n{"name": "NAME", "arguments": {...}}\n</tool_call>
 TOOL_CALL_OPEN = "<tool_call>"
 TOOL_CALL_CLOSE = "</tool_call>"
+TOOL_RESPONSE_OPEN = "<tool_response>"
+# Text replies may not contain this stem: blocked "<tool_response>", the model wrote
+# "<tool_response_result>", then "<tool-response>" instead.
+_TAG_STEM = "<tool"
 CALL_OPENER = TOOL_CALL_OPEN + '\n{"name": "'
 _CALL_BEGIN = CALL_OPENER + '{name}", "arguments": '
 _CALL_END = "}\n" + TOOL_CALL_CLOSE
@@ -100,8 +104,9 @@ class GrammarEngine:
         return self.json_schema({"type": "object"})
 
     def tool_calls(self, tools: list[dict[str, Any]], choice: str) -> Constraint:
-        """`choice`: "auto" (text or calls), "any" (exactly one call to any tool) or a tool name."""
+        """`choice`: "auto" (text or calls), "any" (one call to any tool), "none" (text) or a name."""
         from xgrammar.structural_tag import (
+            AnyTextFormat,
             JSONSchemaFormat,
             OrFormat,
             StructuralTag,
@@ -123,17 +128,22 @@ class GrammarEngine:
             args = json.dumps(minimal_instance(fn.get("parameters") or {}), separators=(", ", ": "))
             return self._count(args + _CALL_END), self._count(_CALL_BEGIN.replace("{name}", fn["name"]))
 
-        if choice == "auto":
-            fmt: Any = TriggeredTagsFormat(triggers=[TOOL_CALL_OPEN], tags=[tag(f) for f in functions])
+        if choice == "none":
+            # Text only; a small model that has read tool results otherwise copies the tags back.
+            fmt: Any = AnyTextFormat(excludes=[_TAG_STEM])
+        elif choice == "auto":
+            fmt = TriggeredTagsFormat(
+                triggers=[TOOL_CALL_OPEN], tags=[tag(f) for f in functions], excludes=[TOOL_RESPONSE_OPEN]
+            )
         elif choice == "any":
             tags = [tag(f) for f in functions]
             fmt = tags[0] if len(tags) == 1 else OrFormat(elements=tags)
         else:
             fmt = tag(next(f for f in functions if f["name"] == choice))
         structural = StructuralTag(format=fmt)
-        # "auto" may end as plain text at any point, so it needs no reserve.
-        candidates = functions if choice in ("auto", "any") else [f for f in functions if f["name"] == choice]
-        rest, prefix = (0, 0) if choice == "auto" else max(shortest(f) for f in candidates)
+        # "auto" and "none" may end as plain text at any point, so they need no reserve.
+        candidates = functions if choice == "any" else [f for f in functions if f["name"] == choice]
+        rest, prefix = (0, 0) if choice in ("auto", "none") else max(shortest(f) for f in candidates)
         key = "tools:" + choice + ":" + json.dumps(functions)
         return self._cached(
             key, lambda: Constraint(self._compiler.compile_structural_tag(structural), rest, prefix)

@@ -36,6 +36,8 @@ To call a function, reply with its name and arguments as JSON inside <tool_call>
 </tool_call>
 A function's result comes back inside <tool_response></tool_response> tags; use it to answer."""
 
+# Said after tool results: without it a small model copies the <tool_response> block back.
+_AFTER_RESULTS = "\nAnswer my question using this result."
 _SCHEMA_PROMPT = "Reply with only a JSON object with these fields:\n{fields}"
 _JSON_PROMPT = "Reply with only a JSON object."
 _CALL_RE = re.compile(re.escape(TOOL_CALL_OPEN) + r"\s*(.*?)\s*" + re.escape(TOOL_CALL_CLOSE), re.S)
@@ -123,9 +125,10 @@ def to_chat_dicts(
             status = " (error)" if message.status == "error" else ""
             block = f"<tool_response>\n{message.name or 'tool'}{status}: {body}\n</tool_response>"
             if out and out[-1]["role"] == "user" and out[-1]["content"].startswith("<tool_response>"):
-                out[-1]["content"] += "\n" + block
+                head = out[-1]["content"].removesuffix(_AFTER_RESULTS)
+                out[-1]["content"] = head + "\n" + block + _AFTER_RESULTS
             else:
-                out.append({"role": "user", "content": block})
+                out.append({"role": "user", "content": block + _AFTER_RESULTS})
         elif isinstance(message, ChatMessage):
             out.append({"role": message.role, "content": content_text(message.content, where)})
         else:

@@ -89,3 +89,27 @@ def test_adapter_seam_checks_the_registry() -> None:
         LocalChatModel(adapter="no-such-adapter").invoke("hi")
     with pytest.raises(BadInputError, match="not an adapter"):
         LocalChatModel(adapter="minilm-l6").invoke("hi")
+
+
+def test_auto_tool_choice_calls_then_answers_instead_of_looping() -> None:
+    from langchain_core.tools import tool
+
+    @tool
+    def get_weather(location: str) -> str:
+        """Get the weather at a location."""
+        return "It's sunny."
+
+    llm = LocalChatModel(max_new_tokens=48).bind_tools([get_weather])  # tool_choice="auto"
+    history = [HumanMessage("What is the weather in San Francisco, CA?")]
+    first = llm.invoke(history)
+    assert [c["name"] for c in first.tool_calls] == ["get_weather"]
+    history += [first, get_weather.invoke(first.tool_calls[0])]
+    # The model, having read the result, scores another identical call highest; that can only
+    # loop, so the reply is text (in invoke and in stream alike).
+    second = llm.invoke(history)
+    assert not second.tool_calls and second.content
+    streamed = None
+    for chunk in llm.stream(history):
+        streamed = chunk if streamed is None else streamed + chunk
+    assert not streamed.tool_calls and streamed.content == second.content
+    assert not LocalChatModel(max_new_tokens=24).bind_tools([get_weather]).invoke("Hello!").tool_calls

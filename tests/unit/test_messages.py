@@ -8,9 +8,9 @@ import pytest
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
 
 from agentkit.errors import BadInputError
-from agentkit.models.chat_model import _drain_tool_text, _normalise_tool_choice, _openai_tool
 from agentkit.models.messages import format_call, parse_tool_calls, to_chat_dicts
 from agentkit.models.runtime import GenerationParams, cut_at_stop
+from agentkit.models.tool_calls import answered_calls, call_key, drain_tool_text, normalise_tool_choice, openai_tool
 
 TOOL = {"type": "function", "function": {"name": "add", "description": "Add.", "parameters": {
     "type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}}}}}  # fmt: skip
@@ -53,19 +53,19 @@ def test_parse_tool_calls_valid_invalid_and_text() -> None:
 
 
 def test_stream_drain_holds_partial_openers_and_emits_calls() -> None:
-    items = list(_drain_tool_text("Hello <tool_"))
+    items = list(drain_tool_text("Hello <tool_"))
     assert items[0].message.content == "Hello " and items[-1] == "<tool_"
-    items = list(_drain_tool_text('<tool_call>\n{"name": "add", "arguments": {"a": 1}}\n</tool_call>'))
+    items = list(drain_tool_text('<tool_call>\n{"name": "add", "arguments": {"a": 1}}\n</tool_call>'))
     chunk = items[0].message.tool_call_chunks[0]
     assert chunk["name"] == "add" and json.loads(chunk["args"]) == {"a": 1} and items[-1] == ""
 
 
 def test_tool_choice_spellings() -> None:
-    assert _normalise_tool_choice(None, [TOOL]) == "auto"
-    assert _normalise_tool_choice("required", [TOOL]) == "any"
-    assert _normalise_tool_choice({"type": "function", "function": {"name": "add"}}, [TOOL]) == "add"
+    assert normalise_tool_choice(None, [TOOL]) == "auto"
+    assert normalise_tool_choice("required", [TOOL]) == "any"
+    assert normalise_tool_choice({"type": "function", "function": {"name": "add"}}, [TOOL]) == "add"
     with pytest.raises(BadInputError, match="not one of the bound tools"):
-        _normalise_tool_choice("sub", [TOOL])
+        normalise_tool_choice("sub", [TOOL])
 
 
 @pytest.mark.parametrize(
@@ -78,7 +78,7 @@ def test_tool_choice_spellings() -> None:
 )
 def test_malformed_tool_schema_is_refused(tool: dict) -> None:
     with pytest.raises(BadInputError):
-        _openai_tool(tool, 0)
+        openai_tool(tool, 0)
 
 
 def test_generation_params_validate() -> None:
@@ -88,3 +88,11 @@ def test_generation_params_validate() -> None:
         GenerationParams(top_p=0)
     assert cut_at_stop("hello you there", ["you", "there"]) == ("hello ", True)
     assert cut_at_stop("hello", ["x"]) == ("hello", False)
+
+
+def test_answered_calls_are_those_with_a_tool_message() -> None:
+    done = {"name": "add", "args": {"a": 1, "b": 2}, "id": "c1", "type": "tool_call"}
+    pending = {"name": "add", "args": {"a": 5, "b": 5}, "id": "c2", "type": "tool_call"}
+    history = [HumanMessage("1+2?"), AIMessage("", tool_calls=[done, pending]), ToolMessage("3", tool_call_id="c1")]
+    assert answered_calls(history) == {call_key(done)}
+    assert call_key({"name": "add", "args": {"b": 2, "a": 1}}) == call_key(done)  # key order is irrelevant
