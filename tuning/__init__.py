@@ -1,3 +1,31 @@
-"""agentkit.tuning: one folder per tuning method (full, LoRA, prefix, prompt, P-Tuning, v2, RLHF).
+"""agentkit.tuning: one folder per tuning method, one config (`tune.yaml`), one `train(config)`.
 
-Filled by the tuning issue; results land in the registry as adapters (`agentkit.registry`)."""
+Results land in the registry as adapters (PEFT format) with their lineage. Installed as
+`agentkit.tuning` (see pyproject package-dir).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from agentkit.tuning.config import TrainConfig, TuneConfig
+    from agentkit.tuning.methods import TuningMethod, register_method
+    from agentkit.tuning.trainer import train
+
+_LAZY = {
+    "TuneConfig": "agentkit.tuning.config",
+    "TrainConfig": "agentkit.tuning.config",
+    "TuningMethod": "agentkit.tuning.methods",
+    "register_method": "agentkit.tuning.methods",
+    "train": "agentkit.tuning.trainer",
+}
+__all__ = ["TrainConfig", "TuneConfig", "TuningMethod", "register_method", "train"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'agentkit.tuning' has no attribute {name!r}")

@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from agentkit.cli import chat_cmd, models_cmd
+from agentkit.cli import chat_cmd, models_cmd, tune_cmd
 
 app = typer.Typer(
     name="agentkit",
@@ -18,6 +18,7 @@ app = typer.Typer(
 )
 app.add_typer(models_cmd.app, name="models")
 app.command("chat")(chat_cmd.chat)
+app.command("tune")(tune_cmd.tune)
 
 
 def main(argv: list[str] | None = None) -> int:

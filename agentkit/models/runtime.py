@@ -9,6 +9,7 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -87,6 +88,8 @@ class LoadedModel:
         # Serialises generation: adapter switching and the global torch RNG (seed) are shared.
         self.lock = threading.Lock()
         self._grammar: Any = None
+        self._peft: Any = None  # a peft.PeftModel around `model`, once an adapter is used
+        self._adapters: dict[str, str] = {}  # registry id -> PEFT adapter name
 
     @classmethod
     def get(cls, model_id: str, registry: Registry | None = None) -> LoadedModel:
@@ -143,10 +146,9 @@ class LoadedModel:
             self._grammar = GrammarEngine(self.tokenizer, self.model.config.vocab_size)
         return self._grammar
 
-    # ---- adapters (the seam the tuning submodule fills) ----------------------------------
-    def _check_adapter(self, adapter: str | None) -> None:
-        if adapter is None:
-            return
+    # ---- adapters: many per base, switched per call -------------------------------------
+    def _load_adapter(self, adapter: str) -> None:
+        """Load a registry adapter of this base into the one PeftModel (cached after the first)."""
         card = self.registry.card(adapter)  # UnknownModelError lists the ids
         if card.kind is not EntryKind.ADAPTER or card.base != self.model_id:
             raise BadInputError(
@@ -154,11 +156,42 @@ class LoadedModel:
                 f"base={card.base!r}).",
                 fix="pick an adapter whose base is this model (`agentkit models list`).",
             )
-        raise BadInputError(
-            f"Adapter {adapter!r} cannot be applied yet: per-call adapter switching arrives with "
-            "the tuning submodule.",
-            fix="call without adapter= for now.",
-        )
+        if card.method != "lora":
+            raise BadInputError(
+                f"Adapter {adapter!r} uses {card.method!r}; per-call switching covers LoRA adapters so far.",
+                fix="use a LoRA adapter, or merge this one into a base entry.",
+            )
+        self.registry.verify(adapter)
+        from peft import PeftModel
+
+        path = str(self.registry.path(adapter))
+        # Adapter names inside PEFT must not contain '.', registry ids may.
+        name = adapter.replace(".", "_")
+        if self._peft is None:
+            self._peft = PeftModel.from_pretrained(self.model, path, adapter_name=name, is_trainable=False)
+            self._peft.eval()
+        else:
+            self._peft.load_adapter(path, adapter_name=name, is_trainable=False)
+        self._adapters[adapter] = name
+
+    @contextmanager
+    def _using(self, adapter: str | None) -> Iterator[Any]:
+        """The module to run for `adapter` (None = the base); call with `self.lock` held.
+
+        LoRA layers are injected into the base's modules once the first adapter loads, so the
+        base itself is then reached through `disable_adapter()`, never through `self.model`.
+        """
+        if adapter is None:
+            if self._peft is None:
+                yield self.model
+            else:
+                with self._peft.disable_adapter():
+                    yield self._peft
+            return
+        if adapter not in self._adapters:
+            self._load_adapter(adapter)
+        self._peft.set_adapter(self._adapters[adapter])
+        yield self._peft
 
     def continuation_logprobs(
         self, prompt_ids: list[int], texts: list[str], adapter: str | None = None
@@ -166,14 +199,13 @@ class LoadedModel:
         """log P(text | prompt) for each text, in one right-padded batched forward pass."""
         import torch
 
-        self._check_adapter(adapter)
         conts = [self.tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
         width = len(prompt_ids) + max(len(c) for c in conts)
         pad = self.tokenizer.pad_token_id or 0
         rows = [prompt_ids + c + [pad] * (width - len(prompt_ids) - len(c)) for c in conts]
         mask = [[1] * (len(prompt_ids) + len(c)) + [0] * (width - len(prompt_ids) - len(c)) for c in conts]
-        with self.lock, torch.inference_mode():
-            logits = self.model(torch.tensor(rows), attention_mask=torch.tensor(mask)).logits
+        with self.lock, self._using(adapter) as module, torch.inference_mode():
+            logits = module(input_ids=torch.tensor(rows), attention_mask=torch.tensor(mask)).logits
         logp = torch.log_softmax(logits.float(), dim=-1)  # (n, width, vocab)
         scores = []
         for i, cont in enumerate(conts):
@@ -235,11 +267,11 @@ class LoadedModel:
     ) -> GenerationOutput:
         import torch
 
-        self._check_adapter(adapter)
-        with self.lock, torch.inference_mode():
+        kwargs = self._generate_kwargs(prompt_ids, params, grammar)
+        with self.lock, self._using(adapter) as module, torch.inference_mode():
             if params.seed is not None:
                 torch.manual_seed(params.seed)
-            out = self.model.generate(**self._generate_kwargs(prompt_ids, params, grammar))
+            out = module.generate(**kwargs)
         new = out[0, len(prompt_ids) :].tolist()
         hit_eos = bool(new) and new[-1] == self.tokenizer.eos_token_id
         text = self.tokenizer.decode(new, skip_special_tokens=True)
@@ -260,7 +292,6 @@ class LoadedModel:
         import torch
         from transformers import StoppingCriteria
 
-        self._check_adapter(adapter)
         cancel = threading.Event()
 
         class _Cancelled(StoppingCriteria):
@@ -273,10 +304,10 @@ class LoadedModel:
 
         def run() -> None:
             try:
-                with torch.inference_mode():
+                with self._using(adapter) as module, torch.inference_mode():
                     if params.seed is not None:
                         torch.manual_seed(params.seed)
-                    self.model.generate(**kwargs, streamer=streamer)
+                    module.generate(**kwargs, streamer=streamer)
             except BaseException as exc:  # re-raised in the consumer's thread
                 errors.append(exc)
                 streamer.end()

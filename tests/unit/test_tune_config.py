@@ -1,0 +1,53 @@
+"""tune.yaml validation: the method block, unknown keys, relative paths (no model loaded)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from agentkit.errors import BadInputError
+from agentkit.tuning import TuneConfig, register_method
+from agentkit.tuning.lora.config import LoraMethodConfig
+from agentkit.tuning.methods import TuningMethod, get_method
+
+BASE = {"base": "smollm2-135m-instruct", "method": "lora", "data": {"train": "t.jsonl"}, "output": "x"}
+
+
+def test_method_block_is_validated_by_its_config_class() -> None:
+    config = TuneConfig.model_validate({**BASE, "lora": {"r": 4, "use_dora": True}})
+    assert isinstance(config.method_config, LoraMethodConfig) and config.method_config.r == 4
+    assert config.to_yaml_dict()["lora"]["use_dora"] is True
+    assert TuneConfig.model_validate(BASE).method_config.r == 8  # block optional: defaults
+
+
+def test_unknown_fields_name_the_block_and_the_allowed_keys() -> None:
+    with pytest.raises(ValidationError, match=r"lora\.rank.*allowed in lora: r, alpha"):
+        TuneConfig.model_validate({**BASE, "lora": {"rank": 4}})
+    with pytest.raises(ValidationError, match="outptu"):
+        TuneConfig.model_validate({**BASE, "outptu": "y"})
+    with pytest.raises(ValidationError, match="epoks"):
+        TuneConfig.model_validate({**BASE, "train": {"epoks": 1}})
+
+
+def test_unknown_method_lists_the_registered_ones() -> None:
+    with pytest.raises(BadInputError, match="use one of: lora"):
+        get_method("lorra")
+
+
+def test_register_method_rejects_duplicates_and_bad_names() -> None:
+    with pytest.raises(BadInputError, match="already registered"):
+        register_method(TuningMethod(name="lora", config_class=LoraMethodConfig, apply=lambda m, c, t: m))
+    with pytest.raises(BadInputError, match="lower_snake_case"):
+        register_method(TuningMethod(name="Bad-Name", config_class=LoraMethodConfig, apply=lambda m, c, t: m))
+
+
+def test_yaml_paths_are_relative_to_the_config_file(tmp_path: Path) -> None:
+    (tmp_path / "conf").mkdir()
+    path = tmp_path / "conf" / "tune.yaml"
+    path.write_text("base: smollm2-135m-instruct\nmethod: lora\ndata: {train: data/t.jsonl}\noutput: x\n")
+    assert TuneConfig.from_yaml(path).data.train == str(tmp_path / "conf" / "data" / "t.jsonl")
+    path.write_text("base: [unclosed\n")
+    with pytest.raises(BadInputError, match="not valid YAML"):
+        TuneConfig.from_yaml(path)

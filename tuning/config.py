@@ -1,0 +1,91 @@
+"""`tune.yaml` as a pydantic model: the same top-level keys for every method, the method's own
+block named after it (`lora: {...}`), unknown keys rejected by name."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from agentkit.errors import BadInputError
+from agentkit.tuning.data import DataConfig
+
+
+class TrainConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    epochs: float = Field(default=1, gt=0)
+    learning_rate: float = Field(default=2e-4, gt=0)
+    batch_size: int = Field(default=8, gt=0, description="per device")
+    gradient_accumulation: int = Field(default=1, gt=0)
+    max_length: int = Field(default=512, gt=8, description="tokens per example; longer ones are cut")
+    seed: int = 0
+    max_steps: int | None = Field(default=None, gt=0, description="stop after this many steps")
+    warmup_steps: float = Field(default=0, ge=0, description="steps, or a fraction of all steps when < 1")
+    weight_decay: float = Field(default=0.0, ge=0)
+    logging_steps: int = Field(default=1, gt=0)
+
+
+class TuneConfig(BaseModel):
+    """A tuning run: base model, task, method and its block, data, training settings, output id."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    base: str = Field(description="registry id of the base model (or a path to import first)")
+    task: Literal["causal_lm", "sequence_classification"] = "causal_lm"
+    method: str = Field(description="lora | ... (see `agentkit.tuning.methods.method_names()`)")
+    method_config: Any = Field(default=None, exclude=True, description="the validated method block")
+    data: DataConfig
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    output: str = Field(description="registry id of the result")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _method_block(cls, values: Any) -> Any:
+        """Pop the block named after `method` and validate it with that method's config class."""
+        from agentkit.tuning.methods import get_method, method_names
+
+        if not isinstance(values, dict) or "method" not in values:
+            return values
+        values = dict(values)
+        method = get_method(str(values["method"]))
+        block = values.pop(method.name, None) or {}
+        stray = [k for k in values if k in method_names()]
+        if stray:
+            raise ValueError(f"block {stray[0]!r} given, but method is {method.name!r}; rename or remove it")
+        try:
+            values["method_config"] = method.config_class.model_validate(block)
+        except ValidationError as exc:  # name the block, so `lora.rank` reads as it is written
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in (method.name, *first.get("loc", ())))
+            allowed = ", ".join(method.config_class.model_fields)
+            raise ValueError(f"field {where!r}: {first.get('msg')} (allowed in {method.name}: {allowed})") from None
+        return values
+
+    def to_yaml_dict(self) -> dict[str, Any]:
+        """The config as written in tune.yaml (method block under its own name), for lineage."""
+        data = self.model_dump(mode="json", exclude={"method_config"})
+        data[self.method] = self.method_config.model_dump(mode="json")
+        return data
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> TuneConfig:
+        import yaml
+
+        path = Path(path)
+        try:
+            raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise BadInputError(f"{path}: no such file.", fix="check the path of the tune config.") from None
+        except yaml.YAMLError as exc:
+            raise BadInputError(f"{path}: not valid YAML ({exc}).", fix="fix the YAML syntax.") from None
+        if not isinstance(raw, dict):
+            raise BadInputError(f"{path}: expected a mapping of keys.", fix="see examples/ for a tune.yaml.")
+        # Relative data paths are relative to the config file, as a user reading it expects.
+        data = raw.get("data")
+        if isinstance(data, dict):
+            for key in ("train", "eval"):
+                if isinstance(data.get(key), str) and not Path(data[key]).is_absolute():
+                    data[key] = str((path.parent / data[key]).resolve())
+        return cls.model_validate(raw)

@@ -1,0 +1,57 @@
+"""The tuning-method extension point: one `register_method` call per method folder.
+
+A method names its config block (the key in tune.yaml, e.g. `lora:`), its pydantic config class,
+and `apply(model, config, task) -> model` that makes the trainable model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel
+
+from agentkit.errors import BadInputError
+
+
+@dataclass(frozen=True)
+class TuningMethod:
+    name: str  # persisted in the adapter card and config: "lora", "prefix_tuning", ...
+    config_class: type[BaseModel]
+    apply: Callable[[Any, Any, str], Any]  # (base model, method config, task) -> trainable model
+    produces_adapter: bool = True  # False for full fine-tuning: the result is a base entry
+
+
+_METHODS: dict[str, TuningMethod] = {}
+
+
+def register_method(method: TuningMethod) -> TuningMethod:
+    """Add a tuning method; names are unique and must be registry-safe."""
+    if not method.name.replace("_", "").isalnum() or not method.name.islower():
+        raise BadInputError(f"Invalid method name {method.name!r}.", fix="use lower_snake_case.")
+    if method.name in _METHODS:
+        raise BadInputError(
+            f"Tuning method {method.name!r} is already registered.", fix="pick another method name."
+        )
+    _METHODS[method.name] = method
+    return method
+
+
+def get_method(name: str) -> TuningMethod:
+    _load_builtin_methods()
+    if name not in _METHODS:
+        raise BadInputError(
+            f"Unknown tuning method {name!r}.", fix=f"use one of: {', '.join(sorted(_METHODS))}."
+        )
+    return _METHODS[name]
+
+
+def method_names() -> list[str]:
+    _load_builtin_methods()
+    return sorted(_METHODS)
+
+
+def _load_builtin_methods() -> None:
+    # Importing a method folder registers it; a new method is a folder plus one line here.
+    import agentkit.tuning.lora  # noqa: F401
