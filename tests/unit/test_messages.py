@@ -10,7 +10,13 @@ from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, Tool
 from agentkit.errors import BadInputError
 from agentkit.models.messages import format_call, parse_tool_calls, to_chat_dicts
 from agentkit.models.runtime import GenerationParams, cut_at_stop
-from agentkit.models.tool_calls import answered_calls, call_key, drain_tool_text, normalise_tool_choice, openai_tool
+from agentkit.models.tool_calls import (
+    answered_calls,
+    call_key,
+    drain_tool_text,
+    normalise_tool_choice,
+    openai_tool,
+)
 
 TOOL = {"type": "function", "function": {"name": "add", "description": "Add.", "parameters": {
     "type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}}}}}  # fmt: skip
