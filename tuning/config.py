@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from agentkit.errors import BadInputError
 from agentkit.tuning.data import DataConfig
@@ -32,7 +32,7 @@ class TuneConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    base: str = Field(description="registry id of the base model (or a path to import first)")
+    base: str = Field(description="registry id of the base model (`agentkit models import` a folder first)")
     task: Literal["causal_lm", "sequence_classification"] = "causal_lm"
     method: str = Field(description="lora | ... (see `agentkit.tuning.methods.method_names()`)")
     method_config: Any = Field(default=None, exclude=True, description="the validated method block")
@@ -62,6 +62,17 @@ class TuneConfig(BaseModel):
             allowed = ", ".join(method.config_class.model_fields)
             raise ValueError(f"field {where!r}: {first.get('msg')} (allowed in {method.name}: {allowed})") from None
         return values
+
+    @field_validator("base", "output")
+    @classmethod
+    def _registry_ids(cls, value: str) -> str:
+        # Checked before training starts: an invalid `output` must not cost a whole run.
+        from agentkit.registry.card import validate_entry_id
+
+        try:
+            return validate_entry_id(value)
+        except BadInputError as exc:
+            raise ValueError(exc.one_line()) from None
 
     def to_yaml_dict(self) -> dict[str, Any]:
         """The config as written in tune.yaml (method block under its own name), for lineage."""

@@ -13,7 +13,7 @@ from agentkit.registry import EntryKind, ModelCard, ModelTask, Registry, SourceI
 from agentkit.tuning.config import TuneConfig
 from agentkit.tuning.data import ChatExample, load_dataset
 from agentkit.tuning.methods import get_method
-from agentkit.tuning.tokenize import PadCollator, encode_chat, encode_label
+from agentkit.tuning.tokenize import IGNORE, PadCollator, encode_chat, encode_label
 
 _BASE_TASKS = {
     "causal_lm": {ModelTask.CAUSAL_LM},
@@ -50,8 +50,11 @@ def _load_base(registry: Registry, config: TuneConfig, num_labels: int | None, l
 
 
 def _encode(tokenizer: Any, examples: list[Any], max_length: int) -> list[dict[str, Any]]:
+    """Tokenised rows; chat rows whose every answer token was cut by max_length are dropped
+    (they would train on nothing, and an all-masked batch gives a NaN loss)."""
     encode = encode_chat if examples and isinstance(examples[0], ChatExample) else encode_label
-    return [encode(tokenizer, ex, max_length) for ex in examples]
+    rows = [encode(tokenizer, ex, max_length) for ex in examples]
+    return [r for r in rows if not isinstance(r["labels"], list) or any(x != IGNORE for x in r["labels"])]
 
 
 class Run:
@@ -87,10 +90,18 @@ class Run:
                 fix="use text_label data for sequence_classification, alpaca/sharegpt/openai for causal_lm.",
             )
         labels = dataset.label_names
+        from transformers import set_seed
+
+        set_seed(config.train.seed)  # before LoRA / head initialisation, so runs repeat
         model, tokenizer, base_card = _load_base(registry, config, len(labels or []) or None, labels)
         model = method.apply(model, config.method_config, config.task)
         train_rows = _encode(tokenizer, dataset.train, config.train.max_length)
         eval_rows = _encode(tokenizer, dataset.eval, config.train.max_length)
+        if not train_rows:
+            raise BadInputError(
+                f"every training row lost its answer to truncation at train.max_length={config.train.max_length}.",
+                fix="raise train.max_length above the prompt length, or shorten the prompts.",
+            )
         args = TrainingArguments(
             output_dir=str(registry.root / "runs" / config.output),
             num_train_epochs=config.train.epochs,
@@ -152,6 +163,8 @@ class Run:
                     "base_weights_sha256": self.base_card.weights,
                     "data_sha256": self.dataset.source_sha256,
                     "data_rows": self.dataset.rows,
+                    "dropped_by_max_length": len(self.dataset.train) + len(self.dataset.eval)
+                    - len(self.trainer.train_dataset) - len(self.trainer.eval_dataset or []),
                     "train_rows": len(self.trainer.train_dataset),
                     "eval_rows": len(self.trainer.eval_dataset or []),
                     "label_names": self.dataset.label_names,

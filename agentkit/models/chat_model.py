@@ -102,7 +102,10 @@ class LocalChatModel(BaseChatModel):
 
     @property
     def _identifying_params(self) -> dict[str, Any]:
-        return {"model": self.model, "adapter": self.adapter, "temperature": self.temperature}
+        # Everything that changes the reply: LangChain's LLM cache keys on this.
+        return self.model_dump(exclude={"streaming", "max_retries", "callbacks", "cache", "verbose",
+                                        "tags", "metadata", "callback_manager", "rate_limiter",
+                                        "custom_get_token_ids", "disable_streaming"})  # fmt: skip
 
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> dict[str, Any]:
         params: dict[str, Any] = {

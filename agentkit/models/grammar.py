@@ -58,10 +58,10 @@ def budget_reserve(min_tokens: int) -> int:
 class GrammarEngine:
     """Compiles and caches grammars for one tokenizer."""
 
-    def __init__(self, tokenizer: Any, vocab_size: int) -> None:
+    def __init__(self, tokenizer: Any, vocab_size: int, stop_ids: list[int] | None = None) -> None:
         import xgrammar as xgr
 
-        stop_ids = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else None
+        stop_ids = stop_ids or ([tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else None)
         self._info = xgr.TokenizerInfo.from_huggingface(
             tokenizer, vocab_size=vocab_size, stop_token_ids=stop_ids
         )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -89,6 +90,11 @@ class LoadedModel:
         self.lock = threading.Lock()
         self._grammar: Any = None
         self._peft: Any = None  # a peft.PeftModel around `model`, once an adapter is used
+        # End of turn: the tokenizer's EOS plus any the model's generation config lists (some
+        # models end turns with a token that is not the tokenizer EOS).
+        configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+        configured = configured if isinstance(configured, list) else [configured]
+        self.eos_ids = sorted({i for i in [tokenizer.eos_token_id, *configured] if i is not None})
         self._adapters: dict[str, str] = {}  # registry id -> PEFT adapter name
 
     @classmethod
@@ -143,7 +149,7 @@ class LoadedModel:
         if self._grammar is None:
             from agentkit.models.grammar import GrammarEngine
 
-            self._grammar = GrammarEngine(self.tokenizer, self.model.config.vocab_size)
+            self._grammar = GrammarEngine(self.tokenizer, self.model.config.vocab_size, self.eos_ids)
         return self._grammar
 
     # ---- adapters: many per base, switched per call -------------------------------------
@@ -161,12 +167,20 @@ class LoadedModel:
                 f"Adapter {adapter!r} uses {card.method!r}; per-call switching covers LoRA adapters so far.",
                 fix="use a LoRA adapter, or merge this one into a base entry.",
             )
+        expected = card.lineage.get("base_weights_sha256")
+        if expected and expected != self.registry.card(self.model_id).weights:
+            raise BadInputError(
+                f"Adapter {adapter!r} was trained on other weights than the {self.model_id!r} now in "
+                "the registry (base sha256 differs).",
+                fix=f"re-import the original base, or retrain the adapter on this {self.model_id!r}.",
+            )
         self.registry.verify(adapter)
         from peft import PeftModel
 
         path = str(self.registry.path(adapter))
-        # Adapter names inside PEFT must not contain '.', registry ids may.
-        name = adapter.replace(".", "_")
+        # Opaque PEFT names: registry ids like "my.lora" / "my_lora" or "lora" would collide or
+        # clash with PEFT's "lora_" parameter prefix.
+        name = f"agentkit{len(self._adapters)}"
         if self._peft is None:
             self._peft = PeftModel.from_pretrained(self.model, path, adapter_name=name, is_trainable=False)
             self._peft.eval()
@@ -204,13 +218,19 @@ class LoadedModel:
         pad = self.tokenizer.pad_token_id or 0
         rows = [prompt_ids + c + [pad] * (width - len(prompt_ids) - len(c)) for c in conts]
         mask = [[1] * (len(prompt_ids) + len(c)) + [0] * (width - len(prompt_ids) - len(c)) for c in conts]
+        # Only the last `keep` positions are needed (the continuations and the prompt's last token):
+        # full logits would be (n, width, 49152) floats, gigabytes for a long prompt.
+        keep = width - len(prompt_ids) + 1
         with self.lock, self._using(adapter) as module, torch.inference_mode():
-            logits = module(input_ids=torch.tensor(rows), attention_mask=torch.tensor(mask)).logits
-        logp = torch.log_softmax(logits.float(), dim=-1)  # (n, width, vocab)
+            logits = module(
+                input_ids=torch.tensor(rows), attention_mask=torch.tensor(mask), logits_to_keep=keep
+            ).logits  # (n, keep, vocab); index j is position width - keep + j
+        logp = torch.log_softmax(logits.float(), dim=-1)
         scores = []
         for i, cont in enumerate(conts):
-            # the token at position p is predicted by the logits at p - 1
-            positions = torch.arange(len(prompt_ids) - 1, len(prompt_ids) - 1 + len(cont))
+            # the token at position p is predicted by the logits at p - 1, here index p - 1 - offset
+            offset = width - keep
+            positions = torch.arange(len(prompt_ids) - 1, len(prompt_ids) - 1 + len(cont)) - offset
             scores.append(float(logp[i, positions, torch.tensor(cont)].sum()))
         return scores
 
@@ -226,12 +246,14 @@ class LoadedModel:
         config = GenerationConfig(
             max_new_tokens=params.max_new_tokens,
             do_sample=sample,
-            temperature=params.temperature if sample else None,
-            top_p=params.top_p if sample else None,
-            top_k=None,
-            repetition_penalty=params.repetition_penalty if params.repetition_penalty != 1.0 else None,
+            # Explicit values: transformers 5 fills None from the model's generation_config
+            # (top_k=50, a repetition penalty some models ship), which the caller did not ask for.
+            temperature=params.temperature if sample else 1.0,
+            top_p=params.top_p if sample else 1.0,
+            top_k=0,
+            repetition_penalty=params.repetition_penalty,
             pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id,
-            eos_token_id=self.tokenizer.eos_token_id,
+            eos_token_id=self.eos_ids,
             max_time=params.timeout,
         )
         criteria = StoppingCriteriaList()
@@ -252,9 +274,16 @@ class LoadedModel:
             ),
         }
 
-    def _finish(self, text: str, n_in: int, n_out: int, params: GenerationParams, hit_eos: bool) -> GenerationOutput:
+    def _finish(
+        self, text: str, n_in: int, n_out: int, params: GenerationParams, hit_eos: bool, seconds: float
+    ) -> GenerationOutput:
         text, stopped = cut_at_stop(text, params.stop)
-        reason = "stop" if (stopped or hit_eos) else "length"
+        if stopped or hit_eos:
+            reason = "stop"
+        elif params.timeout is not None and seconds >= params.timeout and n_out < params.max_new_tokens:
+            reason = "timeout"
+        else:
+            reason = "length"
         return GenerationOutput(text, n_in, n_out, reason)
 
     def generate(
@@ -268,14 +297,15 @@ class LoadedModel:
         import torch
 
         kwargs = self._generate_kwargs(prompt_ids, params, grammar)
+        started = time.perf_counter()
         with self.lock, self._using(adapter) as module, torch.inference_mode():
             if params.seed is not None:
                 torch.manual_seed(params.seed)
             out = module.generate(**kwargs)
         new = out[0, len(prompt_ids) :].tolist()
-        hit_eos = bool(new) and new[-1] == self.tokenizer.eos_token_id
+        hit_eos = bool(new) and new[-1] in self.eos_ids
         text = self.tokenizer.decode(new, skip_special_tokens=True)
-        return self._finish(text, len(prompt_ids), len(new), params, hit_eos)
+        return self._finish(text, len(prompt_ids), len(new), params, hit_eos, time.perf_counter() - started)
 
     def stream(
         self,
@@ -303,8 +333,10 @@ class LoadedModel:
         errors: list[BaseException] = []
 
         def run() -> None:
+            # The worker, not the consumer, holds the lock: an abandoned or interleaved stream
+            # (zip of two streams, astream on a thread pool) can then never deadlock the model.
             try:
-                with self._using(adapter) as module, torch.inference_mode():
+                with self.lock, self._using(adapter) as module, torch.inference_mode():
                     if params.seed is not None:
                         torch.manual_seed(params.seed)
                     module.generate(**kwargs, streamer=streamer)
@@ -319,10 +351,10 @@ class LoadedModel:
         # Incremental detokenisation (as in TGI / vLLM): decode a short window, not all ids, so a
         # token costs O(1) to decode; the window start keeps merges across token borders right.
         prefix_at = read_at = 0
-        self.lock.acquire()
+        started = time.perf_counter()
         worker = threading.Thread(target=run, name=f"agentkit-generate-{self.model_id}", daemon=True)
+        worker.start()
         try:
-            worker.start()
             while (item := streamer.queue.get()) is not None:
                 ids.extend(item)
                 before = self.tokenizer.decode(ids[prefix_at:read_at], skip_special_tokens=True)
@@ -342,13 +374,11 @@ class LoadedModel:
             worker.join()
             if errors:
                 raise errors[0]
-            text = self.tokenizer.decode(ids, skip_special_tokens=True)
-            hit_eos = bool(ids) and ids[-1] == self.tokenizer.eos_token_id
-            final = self._finish(text, len(prompt_ids), len(ids), params, hit_eos)
+            hit_eos = bool(ids) and ids[-1] in self.eos_ids
+            # The reply is the streamed text: a fresh decode of all ids may differ in spacing.
+            final = self._finish(text, len(prompt_ids), len(ids), params, hit_eos, time.perf_counter() - started)
             if len(final.text) > emitted:
                 yield final.text[emitted:]
             yield final
         finally:
             cancel.set()
-            worker.join()
-            self.lock.release()

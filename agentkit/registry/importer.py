@@ -120,6 +120,14 @@ def convert_gguf(
         clean = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     clean.load_state_dict(loaded.state_dict(), assign=True, strict=False)
     clean.tie_weights()
+    # strict=False lets tied weights (lm_head = embeddings) be absent; anything else still on the
+    # meta device was never loaded, and saving it would publish an incomplete model.
+    missing = [n for n, t in [*clean.named_parameters(), *clean.named_buffers()] if t.is_meta]
+    if missing:
+        raise BadInputError(
+            f"{gguf.name}: tensors {', '.join(missing[:5])} were not found in the GGUF file.",
+            fix="convert this model with its original tooling to safetensors and import that folder.",
+        )
     clean.generation_config = loaded.generation_config
     say("writing safetensors")
     clean.save_pretrained(stage, safe_serialization=True)

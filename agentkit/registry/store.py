@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from agentkit.errors import EntryExistsError, IntegrityError, UnknownModelError
+from agentkit.errors import BadInputError, EntryExistsError, IntegrityError, UnknownModelError
 from agentkit.registry.card import CARD_FILE, ModelCard, validate_entry_id
 
 WEIGHT_SUFFIXES = (".safetensors",)
@@ -38,8 +38,10 @@ def sha256_file(path: Path) -> str:
 
 
 def hash_weights(folder: Path) -> dict[str, str]:
-    """sha256 of every safetensors file directly in `folder` (shards included)."""
-    return {p.name: sha256_file(p) for p in sorted(folder.glob("*")) if p.suffix in WEIGHT_SUFFIXES}
+    """sha256 of every safetensors file under `folder` (shards, submodules such as 2_Dense/, and
+    the shard index, which says which file holds which tensor), keyed by relative path."""
+    files = [p for p in sorted(folder.rglob("*")) if p.is_file() and (p.suffix in WEIGHT_SUFFIXES or p.name.endswith(".safetensors.index.json"))]
+    return {p.relative_to(folder).as_posix(): sha256_file(p) for p in files}
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
@@ -90,7 +92,10 @@ class Registry:
         return [self._read_card(i) for i in self.ids()]
 
     def __contains__(self, entry_id: str) -> bool:
-        return (self.models_dir / entry_id / CARD_FILE).is_file()
+        try:
+            return (self.entry_dir(entry_id) / CARD_FILE).is_file()
+        except BadInputError:  # not a valid id, so not an entry
+            return False
 
     def card(self, entry_id: str) -> ModelCard:
         """The card of `entry_id`, materialising a built-in model on first use."""
@@ -103,6 +108,7 @@ class Registry:
 
     def ensure(self, entry_id: str, progress: Callable[[str], None] | None = None) -> None:
         """Make sure `entry_id` exists: built-ins are converted once, anything else must exist."""
+        validate_entry_id(entry_id)
         if entry_id in self:
             return
         from agentkit.registry.builtins import builtin_specs
@@ -118,7 +124,7 @@ class Registry:
         self.create_entry(entry_id, lambda stage: spec.materialize(stage, progress), exist_ok=True)
 
     def _read_card(self, entry_id: str) -> ModelCard:
-        path = self.models_dir / entry_id / CARD_FILE
+        path = self.entry_dir(entry_id) / CARD_FILE  # validates the id: no path escapes
         try:
             return ModelCard.model_validate_json(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
@@ -182,6 +188,7 @@ class Registry:
         """Replace card fields (metrics, lineage) atomically; weights hashes cannot change here."""
         if "weights" in changes or "id" in changes:
             raise ValueError("update_card cannot change `id` or `weights`; create a new entry.")
+        validate_entry_id(entry_id)
         with self._lock(f"entry-{entry_id}"):
             card = self._read_card(entry_id).model_copy(update=changes)
             card = ModelCard.model_validate(card.model_dump())  # re-validate the merged fields
@@ -190,6 +197,7 @@ class Registry:
 
     def remove(self, entry_id: str) -> None:
         """Delete an entry: renamed out of `models/` first, so it vanishes from `list` at once."""
+        validate_entry_id(entry_id)
         if entry_id not in self:
             self._read_card(entry_id)  # raises UnknownModelError with the list of ids
         dependants = [c.id for c in self.list() if c.base == entry_id]

@@ -155,3 +155,29 @@ def test_two_processes_creating_one_entry_convert_once(tmp_path: Path) -> None:
     registry = Registry(tmp_path / "home")
     assert registry.ids() == ["shared"]
     registry.verify("shared")
+
+
+@pytest.mark.parametrize("bad", ["/abs/dir", "../up", "a/b"])
+def test_read_and_remove_paths_refuse_ids_that_escape(tmp_path: Path, bad: str) -> None:
+    registry = Registry(tmp_path)
+    assert bad not in registry
+    with pytest.raises(BadInputError, match="Invalid registry id"):
+        registry.card(bad)
+    with pytest.raises(BadInputError, match="Invalid registry id"):
+        registry.remove(bad)
+    assert not (tmp_path / "locks").exists()  # nothing created on the way to the refusal
+
+
+def test_nested_weights_and_shard_index_are_hashed(tmp_path: Path) -> None:
+    def nested(stage: Path) -> dict:
+        fields = write_tiny(stage)
+        (stage / "2_Dense").mkdir()
+        save_file({"d": torch.ones(2)}, stage / "2_Dense" / "model.safetensors")
+        (stage / "model.safetensors.index.json").write_text("{}")
+        return fields
+
+    card = Registry(tmp_path).create_entry("nested", nested)
+    assert set(card.weights) == {"model.safetensors", "2_Dense/model.safetensors", "model.safetensors.index.json"}
+    (tmp_path / "models" / "nested" / "model.safetensors.index.json").write_text('{"weight_map": {}}')
+    with pytest.raises(IntegrityError):
+        Registry(tmp_path).verify("nested")

@@ -32,7 +32,7 @@ def test_unknown_fields_name_the_block_and_the_allowed_keys() -> None:
 
 
 def test_unknown_method_lists_the_registered_ones() -> None:
-    with pytest.raises(BadInputError, match="use one of: lora"):
+    with pytest.raises(BadInputError, match="use one of: full, lora, p_tuning, p_tuning_v2, prefix_tuning, prompt_tuning"):
         get_method("lorra")
 
 
@@ -51,3 +51,15 @@ def test_yaml_paths_are_relative_to_the_config_file(tmp_path: Path) -> None:
     path.write_text("base: [unclosed\n")
     with pytest.raises(BadInputError, match="not valid YAML"):
         TuneConfig.from_yaml(path)
+
+
+def test_output_and_base_must_be_registry_ids_before_training() -> None:
+    with pytest.raises(ValidationError, match="Invalid registry id 'My-LoRA'"):
+        TuneConfig.model_validate({**BASE, "output": "My-LoRA"})
+    with pytest.raises(ValidationError, match="Invalid registry id"):
+        TuneConfig.model_validate({**BASE, "output": "../../x"})
+
+
+def test_prompt_tuning_text_init_needs_text() -> None:
+    with pytest.raises(ValidationError, match="init_text"):
+        TuneConfig.model_validate({**BASE, "method": "prompt_tuning", "prompt_tuning": {"init": "text"}})

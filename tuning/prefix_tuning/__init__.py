@@ -1,0 +1,27 @@
+"""Prefix Tuning (Li & Liang, 2021): trained key/value prefixes on every layer, produced through an
+MLP re-parameterisation (`prefix_projection=True`) that steadies training."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+
+from agentkit.tuning.methods import TuningMethod, register_method
+from agentkit.tuning.prompt_learning import VirtualTokensConfig, peft_task
+
+
+class PrefixTuningMethodConfig(VirtualTokensConfig):
+    encoder_hidden_size: int = Field(default=256, gt=0, description="width of the re-parameterisation MLP")
+
+
+def apply_prefix(model: Any, config: PrefixTuningMethodConfig, task: str) -> Any:
+    from peft import PrefixTuningConfig, get_peft_model
+
+    return get_peft_model(model, PrefixTuningConfig(
+        task_type=peft_task(task), num_virtual_tokens=config.num_virtual_tokens,
+        prefix_projection=True, encoder_hidden_size=config.encoder_hidden_size,
+    ))  # fmt: skip
+
+
+register_method(TuningMethod(name="prefix_tuning", config_class=PrefixTuningMethodConfig, apply=apply_prefix))
