@@ -120,9 +120,10 @@ def convert_gguf(
         clean = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     clean.load_state_dict(loaded.state_dict(), assign=True, strict=False)
     clean.tie_weights()
-    # strict=False lets tied weights (lm_head = embeddings) be absent; anything else still on the
-    # meta device was never loaded, and saving it would publish an incomplete model.
-    missing = [n for n, t in [*clean.named_parameters(), *clean.named_buffers()] if t.is_meta]
+    # strict=False lets tied weights (lm_head = embeddings) be absent; a saved tensor still on the
+    # meta device was never loaded, and writing it would publish an incomplete model. (Computed
+    # buffers such as rotary inv_freq are not saved, so they are not in state_dict.)
+    missing = [n for n, t in clean.state_dict().items() if t.is_meta]
     if missing:
         raise BadInputError(
             f"{gguf.name}: tensors {', '.join(missing[:5])} were not found in the GGUF file.",

@@ -63,3 +63,11 @@ def test_output_and_base_must_be_registry_ids_before_training() -> None:
 def test_prompt_tuning_text_init_needs_text() -> None:
     with pytest.raises(ValidationError, match="init_text"):
         TuneConfig.model_validate({**BASE, "method": "prompt_tuning", "prompt_tuning": {"init": "text"}})
+
+
+def test_example_configs_validate() -> None:
+    root = Path(__file__).resolve().parents[2] / "examples"
+    configs = sorted(root.glob("*/tune.yaml"))
+    assert configs
+    for path in configs:
+        assert TuneConfig.from_yaml(path).output
