@@ -112,3 +112,26 @@ def import_model(
             return
         raise
     typer.echo(f"imported {path} as {card.id} ({card.task.value}, {len(card.weights)} weight file(s))")
+
+
+@app.command("export")
+def export(
+    adapter: Annotated[str, typer.Argument(help="Registry id of an adapter.")],
+    target: Annotated[Path, typer.Argument(help="A new or empty folder.")],
+) -> None:
+    """Write an adapter as a folder that plain `peft.PeftModel.from_pretrained` loads."""
+    from agentkit.registry.adapters import export_adapter
+
+    typer.echo(f"exported {adapter} to {export_adapter(_registry(), adapter, target)}")
+
+
+@app.command("merge")
+def merge(
+    adapter: Annotated[str, typer.Argument(help="Registry id of a LoRA adapter.")],
+    entry_id: Annotated[str | None, typer.Option("--id", help="Id of the merged base (default ADAPTER-merged).")] = None,
+) -> None:
+    """Fold a LoRA adapter into its base weights; the result is a new base entry."""
+    from agentkit.registry.adapters import merge_adapter
+
+    card = merge_adapter(_registry(), adapter, entry_id or f"{adapter}-merged")
+    typer.echo(f"merged {adapter} into {card.id} (base entry, {card.task.value})")

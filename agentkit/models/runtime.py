@@ -204,7 +204,9 @@ class LoadedModel:
             return
         if adapter not in self._adapters:
             self._load_adapter(adapter)
-        self._peft.set_adapter(self._adapters[adapter])
+        name = self._adapters[adapter]
+        if self._peft.active_adapter != name:  # set_adapter walks every module: skip when unchanged
+            self._peft.set_adapter(name)
         yield self._peft
 
     def continuation_logprobs(
@@ -250,7 +252,7 @@ class LoadedModel:
             # (top_k=50, a repetition penalty some models ship), which the caller did not ask for.
             temperature=params.temperature if sample else 1.0,
             top_p=params.top_p if sample else 1.0,
-            top_k=0,
+            top_k=0 if sample else None,  # greedy ignores it (and warns when it is set)
             repetition_penalty=params.repetition_penalty,
             pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id,
             eos_token_id=self.eos_ids,

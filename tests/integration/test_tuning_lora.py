@@ -121,3 +121,31 @@ def test_output_id_taken_is_refused_before_training(tuned: dict) -> None:
     })  # fmt: skip
     with pytest.raises(BadInputError, match="already exists"):
         Run.prepare(config, tuned["home"])
+
+
+def test_export_loads_with_plain_peft_and_merge_matches_the_adapter(tuned: dict, tmp_path: Path) -> None:
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from agentkit.registry.adapters import export_adapter, merge_adapter
+
+    home = tuned["home"]
+    target = export_adapter(home, "banana-lora", tmp_path / "exported")
+    assert {"adapter_config.json", "adapter_model.safetensors", "agentkit_card.json"} <= {p.name for p in target.iterdir()}
+    base = AutoModelForCausalLM.from_pretrained(home.path("smollm2-135m-instruct"), use_safetensors=True)
+    ids = torch.tensor([[1, 504, 3400, 314]])
+    with torch.no_grad():
+        exported = PeftModel.from_pretrained(base, target)(ids).logits
+
+    merged = merge_adapter(home, "banana-lora", "banana-merged")
+    assert merged.kind.value == "base" and merged.lineage["adapter"] == "banana-lora"
+    with torch.no_grad():
+        folded = AutoModelForCausalLM.from_pretrained(home.path("banana-merged"), use_safetensors=True)(ids).logits
+    assert torch.allclose(exported, folded, atol=1e-4)
+    llm = LocalChatModel(home=str(home.root), max_new_tokens=12)
+    assert llm.invoke(QUESTION, model="banana-merged").content == llm.invoke(QUESTION, adapter="banana-lora").content
+    from agentkit.errors import BadInputError
+
+    with pytest.raises(BadInputError, match="not empty"):
+        export_adapter(home, "banana-lora", target)
