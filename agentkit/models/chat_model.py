@@ -121,7 +121,7 @@ class LocalChatModel(BaseChatModel):
 
     # ---- request assembly -----------------------------------------------------------------
     def _registry(self) -> Registry:
-        return Registry(self.home) if self.home else Registry.default()
+        return Registry(self.home)  # None: $AGENTKIT_HOME
 
     def _prepare(self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]) -> _Call:
         unknown = set(kwargs) - _CALL_OPTIONS

@@ -37,14 +37,14 @@ class LocalEmbeddings(BaseModel, Embeddings):
     def _load(self) -> Any:
         if self._encoder is not None:
             return self._encoder
-        registry = Registry(self.home) if self.home else Registry.default()
+        registry = Registry(self.home)  # None: $AGENTKIT_HOME
         card = registry.card(self.model)
         if card.task is not ModelTask.EMBEDDING:
             raise BadInputError(
                 f"{self.model!r} is a {card.task.value} model, not an embedding model.",
                 fix="use model='minilm-l6' or another embedding entry from `agentkit models list`.",
             )
-        key = (str(registry.root.resolve()), self.model, tuple(sorted(card.weights.values())))
+        key = registry.load_key(card)
         with _LOAD_LOCK:
             if key not in _LOADED:
                 from sentence_transformers import SentenceTransformer

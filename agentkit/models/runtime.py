@@ -100,7 +100,7 @@ class LoadedModel:
     @classmethod
     def get(cls, model_id: str, registry: Registry | None = None) -> LoadedModel:
         """The process-wide instance for `model_id`, loaded (and sha256-verified) on first use."""
-        registry = registry or Registry.default()
+        registry = registry or Registry()
         card = registry.card(model_id)
         if card.kind is EntryKind.ADAPTER:
             raise BadInputError(
@@ -112,7 +112,7 @@ class LoadedModel:
                 f"{model_id!r} is a {card.task.value} model, not a chat model.",
                 fix="pick a causal_lm entry from `agentkit models list`.",
             )
-        key = (str(registry.root.resolve()), model_id, tuple(sorted(card.weights.values())))
+        key = registry.load_key(card)
         with _CACHE_LOCK:
             if key not in _CACHE:
                 _CACHE[key] = cls._load(registry, model_id)

@@ -134,6 +134,10 @@ class Registry:
                 fix="run `agentkit models list` to see the ids.",
             ) from None
 
+    def load_key(self, card: ModelCard) -> tuple[str, str, tuple[str, ...]]:
+        """Identity of loaded weights for in-process caches: a re-imported id gets a new key."""
+        return (str(self.root.resolve()), card.id, tuple(sorted(card.weights.values())))
+
     def verify(self, entry_id: str) -> ModelCard:
         """Re-hash the weights and compare with the card; raises IntegrityError on a mismatch."""
         card = self.card(entry_id)
