@@ -25,6 +25,21 @@ class TrainConfig(BaseModel):
     warmup_steps: float = Field(default=0, ge=0, description="steps, or a fraction of all steps when < 1")
     weight_decay: float = Field(default=0.0, ge=0)
     logging_steps: int = Field(default=1, gt=0)
+    eval_steps: int | None = Field(
+        default=None, gt=0, description="evaluate and save a checkpoint every N steps; None: every epoch"
+    )
+    early_stopping_patience: int | None = Field(
+        default=None, gt=0, description="stop after N evals without improvement; the best checkpoint is kept"
+    )
+    metric_for_best: str | None = Field(
+        default=None,
+        description="eval metric that picks the best checkpoint (loss, accuracy, f1); "
+        "default: accuracy for sequence_classification, loss for causal_lm",
+    )
+    save_total_limit: int = Field(default=2, gt=0, description="checkpoints kept in the run folder")
+    deepspeed: str | None = Field(
+        default=None, description="a DeepSpeed JSON config (ZeRO stage...) for `accelerate launch`; needs deepspeed"
+    )
 
 
 class TuneConfig(BaseModel):
@@ -51,6 +66,10 @@ class TuneConfig(BaseModel):
         values = dict(values)
         method = get_method(str(values["method"]))
         block = values.pop(method.name, None) or {}
+        try:
+            method.check_task(str(values.get("task", "causal_lm")))
+        except BadInputError as exc:
+            raise ValueError(exc.one_line()) from None
         stray = [k for k in values if k in method_names()]
         if stray:
             raise ValueError(f"block {stray[0]!r} given, but method is {method.name!r}; rename or remove it")

@@ -21,6 +21,16 @@ class TuningMethod:
     config_class: type[BaseModel]
     apply: Callable[[Any, Any, str], Any]  # (base model, method config, task) -> trainable model
     produces_adapter: bool = True  # False for full fine-tuning: the result is a base entry
+    tasks: frozenset[str] = frozenset({"causal_lm", "sequence_classification"})
+    why_not: str = ""  # shown when a config pairs this method with a task outside `tasks`
+
+    def check_task(self, task: str) -> None:
+        if task not in self.tasks:
+            others = ", ".join(m for m in method_names() if task in _METHODS[m].tasks)
+            raise BadInputError(
+                f"method {self.name!r} does not apply to task {task!r}{': ' + self.why_not if self.why_not else ''}.",
+                fix=f"for {task} use one of: {others}.",
+            )
 
 
 _METHODS: dict[str, TuningMethod] = {}

@@ -13,6 +13,7 @@ from agentkit.registry import EntryKind, ModelCard, ModelTask, Registry, SourceI
 from agentkit.tuning.config import TuneConfig
 from agentkit.tuning.data import ChatExample, load_dataset
 from agentkit.tuning.methods import get_method
+from agentkit.tuning.reporting import classification_metrics, progress_callback, write_artifacts
 from agentkit.tuning.tokenize import IGNORE, PadCollator, encode_chat, encode_label
 
 _BASE_TASKS = {
@@ -57,6 +58,62 @@ def _encode(tokenizer: Any, examples: list[Any], max_length: int) -> list[dict[s
     return [r for r in rows if not isinstance(r["labels"], list) or any(x != IGNORE for x in r["labels"])]
 
 
+def _training_args(config: TuneConfig, run_dir: Path, has_eval: bool) -> Any:
+    """HF TrainingArguments from the `train:` block. Evals and checkpoints share one schedule
+    (every epoch, or every `eval_steps`), which early stopping and best-checkpoint loading need."""
+    import torch
+    from transformers import TrainingArguments
+
+    train = config.train
+    schedule = "steps" if train.eval_steps else "epoch"
+    best = train.metric_for_best or ("accuracy" if config.task == "sequence_classification" else "loss")
+    return TrainingArguments(
+        output_dir=str(run_dir),
+        num_train_epochs=train.epochs,
+        max_steps=train.max_steps or -1,
+        learning_rate=train.learning_rate,
+        per_device_train_batch_size=train.batch_size,
+        per_device_eval_batch_size=train.batch_size,
+        gradient_accumulation_steps=train.gradient_accumulation,
+        warmup_steps=train.warmup_steps,
+        weight_decay=train.weight_decay,
+        logging_steps=train.logging_steps,
+        eval_strategy=schedule if has_eval else "no",
+        save_strategy=schedule,
+        eval_steps=train.eval_steps,
+        save_steps=train.eval_steps or 500,
+        save_total_limit=train.save_total_limit,
+        # Early stopping keeps the best checkpoint, so it has to be able to return to it.
+        load_best_model_at_end=bool(train.early_stopping_patience and has_eval),
+        metric_for_best_model=best if has_eval else None,
+        seed=train.seed,
+        deepspeed=train.deepspeed,
+        # Without a GPU, say so: then `accelerate launch --multi_gpu --num_processes N` (torchrun)
+        # gives N CPU processes joined over gloo (accelerate's MULTI_CPU) instead of N lone runs.
+        use_cpu=not torch.accelerator.is_available(),
+        # Token averaging across processes rescales the loss by the process count, expecting the
+        # model to divide by the global token count; a classifier's loss is a per-batch mean (PEFT
+        # passes the kwarg through and BERT ignores it), so DDP logged and stepped 2x the loss.
+        average_tokens_across_devices=config.task == "causal_lm",
+        report_to=[],
+        remove_unused_columns=False,
+        disable_tqdm=True,  # our rich bar instead (progress_callback)
+        dataloader_pin_memory=False,
+    )
+
+
+def _check_deepspeed(path: str) -> None:
+    import importlib.util
+
+    if not Path(path).is_file():
+        raise BadInputError(f"train.deepspeed: {path}: no such file.", fix="point it at a DeepSpeed JSON config.")
+    if importlib.util.find_spec("deepspeed") is None:
+        raise BadInputError(
+            "train.deepspeed is set, but the deepspeed package is not installed.",
+            fix="pip install deepspeed (on the training machines), or remove train.deepspeed.",
+        )
+
+
 class Run:
     """One tuning run, in three steps: `prepare` (load, apply the method, tokenise), `fit`, and
     `register` (publish the result with its lineage). `train()` does all three."""
@@ -66,14 +123,15 @@ class Run:
         self.config, self.registry, self.model, self.tokenizer = config, registry, model, tokenizer
         self.base_card, self.dataset, self.trainer = base_card, dataset, trainer
         self.metrics: dict[str, Any] = {}
+        self.history: list[dict[str, Any]] = []
 
     @property
     def run_dir(self) -> Path:
         return self.registry.root / "runs" / self.config.output
 
     @classmethod
-    def prepare(cls, config: TuneConfig, registry: Registry | None = None) -> Run:
-        from transformers import Trainer, TrainingArguments
+    def prepare(cls, config: TuneConfig, registry: Registry | None = None, *, progress: bool = False) -> Run:
+        from transformers import EarlyStoppingCallback, PrinterCallback, Trainer
 
         registry = registry or Registry.default()
         if config.output in registry:
@@ -81,6 +139,8 @@ class Run:
                 f"output {config.output!r} already exists in the registry.",
                 fix=f"choose another `output:` or `agentkit models rm {config.output}`.",
             )
+        if config.train.deepspeed:  # before the model loads: a missing engine should cost nothing
+            _check_deepspeed(config.train.deepspeed)
         method = get_method(config.method)
         dataset = load_dataset(config.data)
         is_chat = bool(dataset.train) and isinstance(dataset.train[0], ChatExample)
@@ -102,44 +162,38 @@ class Run:
                 f"every training row lost its answer to truncation at train.max_length={config.train.max_length}.",
                 fix="raise train.max_length above the prompt length, or shorten the prompts.",
             )
-        args = TrainingArguments(
-            output_dir=str(registry.root / "runs" / config.output),
-            num_train_epochs=config.train.epochs,
-            max_steps=config.train.max_steps or -1,
-            learning_rate=config.train.learning_rate,
-            per_device_train_batch_size=config.train.batch_size,
-            per_device_eval_batch_size=config.train.batch_size,
-            gradient_accumulation_steps=config.train.gradient_accumulation,
-            warmup_steps=config.train.warmup_steps,
-            weight_decay=config.train.weight_decay,
-            logging_steps=config.train.logging_steps,
-            eval_strategy="epoch" if eval_rows else "no",
-            save_strategy="epoch",
-            save_total_limit=2,
-            seed=config.train.seed,
-            report_to=[],
-            remove_unused_columns=False,
-            disable_tqdm=True,
-            dataloader_pin_memory=False,
-        )
+        args = _training_args(config, registry.root / "runs" / config.output, has_eval=bool(eval_rows))
         trainer = Trainer(
             model=model, args=args, train_dataset=train_rows, eval_dataset=eval_rows or None,
             data_collator=PadCollator(tokenizer.pad_token_id),
+            compute_metrics=classification_metrics if config.task == "sequence_classification" else None,
+            callbacks=[progress_callback()] if progress else [],
         )  # fmt: skip
+        trainer.remove_callback(PrinterCallback)  # prints raw log dicts; the rich bar shows them instead
+        if config.train.early_stopping_patience and eval_rows:
+            trainer.add_callback(EarlyStoppingCallback(early_stopping_patience=config.train.early_stopping_patience))
         return cls(config, registry, model, tokenizer, base_card, dataset, trainer)
 
     def fit(self, resume: bool = False) -> dict[str, Any]:
+        """Train; `resume` continues from the newest complete checkpoint of this output's run
+        folder (a run killed mid-save leaves an incomplete one, which is skipped)."""
+        import shutil
+
         started = time.perf_counter()
-        checkpoint = resume and any(self.run_dir.glob("checkpoint-*"))
-        self.trainer.train(resume_from_checkpoint=True if checkpoint else None)
+        checkpoint = last_checkpoint(self.run_dir) if resume else None
+        if not resume and self.run_dir.exists() and self.trainer.is_world_process_zero():
+            shutil.rmtree(self.run_dir)  # a fresh run: stale checkpoints must not mix into rotation
+        self.trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
         losses = [entry["loss"] for entry in self.trainer.state.log_history if "loss" in entry]
         self.metrics = {
             "train_loss_first": losses[0] if losses else None,
             "train_loss_last": losses[-1] if losses else None,
             "train_seconds": round(time.perf_counter() - started, 2),
             "steps": self.trainer.state.global_step,
+            "resumed_from_step": int(checkpoint.name.split("-")[-1]) if checkpoint else None,
         }
-        if self.trainer.eval_dataset:
+        self.history = list(self.trainer.state.log_history)  # the curves: what happened while training
+        if self.trainer.eval_dataset:  # final eval, of the best checkpoint when early stopping kept one
             self.metrics.update({k: v for k, v in self.trainer.evaluate().items() if isinstance(v, (int, float))})
         return self.metrics
 
@@ -150,6 +204,7 @@ class Run:
             self.model.save_pretrained(stage)  # PEFT: adapter_config.json + adapter_model.safetensors
             self.tokenizer.save_pretrained(stage)  # the tokenizer and chat template used in training
             (stage / "trainer_log.json").write_text(json.dumps(self.trainer.state.log_history, indent=1))
+            write_artifacts(stage, self.metrics, self.history)  # metrics.json + curves png
             return {
                 "kind": "adapter" if method.produces_adapter else "base",
                 "task": config.task,
@@ -168,14 +223,29 @@ class Run:
                     "train_rows": len(self.trainer.train_dataset),
                     "eval_rows": len(self.trainer.eval_dataset or []),
                     "label_names": self.dataset.label_names,
+                    "processes": self.trainer.args.world_size,  # > 1 under `accelerate launch`
                 },
             }
 
         return self.registry.create_entry(config.output, write)
 
 
-def train(config: TuneConfig, *, registry: Registry | None = None, resume: bool = False) -> ModelCard:
-    """Train `config` and register the result as `config.output`; returns its card."""
-    run = Run.prepare(config, registry)
+def last_checkpoint(run_dir: Path) -> Path | None:
+    """The newest `checkpoint-N` folder whose trainer_state.json was written (saved last)."""
+    done = [d for d in run_dir.glob("checkpoint-*") if (d / "trainer_state.json").is_file()]
+    return max(done, key=lambda d: int(d.name.split("-")[-1]), default=None)
+
+
+def train(
+    config: TuneConfig, *, registry: Registry | None = None, resume: bool = False, progress: bool = False
+) -> ModelCard:
+    """Train `config` and register the result as `config.output`; returns its card.
+
+    Under `accelerate launch` every process trains its shard of each batch (DDP); the main
+    process registers and the others wait for it, then read the same card."""
+    run = Run.prepare(config, registry, progress=progress)
     run.fit(resume=resume)
-    return run.register()
+    if run.trainer.is_world_process_zero():
+        card = run.register()
+    run.trainer.accelerator.wait_for_everyone()
+    return card if run.trainer.is_world_process_zero() else run.registry.card(config.output)

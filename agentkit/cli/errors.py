@@ -5,6 +5,7 @@ Exit codes: 2 bad input (a config field, an id, a file), 1 runtime failure, 130 
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 from typing import Any
@@ -47,6 +48,11 @@ def describe(exc: BaseException) -> tuple[int, str]:
         return 2, f"{message} Fix: see `{command} --help`."
     if isinstance(exc, (KeyboardInterrupt, typer.Abort)):
         return 130, "interrupted."
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return 1, (
+            f"no space left on device while writing {exc.filename or 'the result'}; nothing was registered. "
+            "Fix: free disk space, then rerun (`agentkit tune CONFIG --resume` continues from the last checkpoint)."
+        )
     if isinstance(exc, FileNotFoundError):
         return 2, f"{exc.filename or exc}: no such file. Fix: check the path."
     return 1, f"{type(exc).__name__}: {exc} (set {DEBUG_ENV}=1 for the traceback)"

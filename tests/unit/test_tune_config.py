@@ -71,3 +71,19 @@ def test_example_configs_validate() -> None:
     assert configs
     for path in configs:
         assert TuneConfig.from_yaml(path).output
+
+
+@pytest.mark.parametrize("method", ["prefix_tuning", "p_tuning_v2"])
+def test_method_that_does_not_apply_to_the_task_names_the_ones_that_do(method: str) -> None:
+    config = {**BASE, "base": "minilm-l6", "task": "sequence_classification", "method": method}
+    with pytest.raises(ValidationError, match=rf"method '{method}' does not apply to task 'sequence_classification'"
+                       r".*past key values.*use one of: full, lora, p_tuning, prompt_tuning"):  # fmt: skip
+        TuneConfig.model_validate(config)
+    TuneConfig.model_validate({**config, "method": "prompt_tuning"})  # prompt methods do apply
+
+
+def test_early_stopping_and_eval_schedule_fields_are_checked() -> None:
+    with pytest.raises(ValidationError, match="early_stopping_patience"):
+        TuneConfig.model_validate({**BASE, "train": {"early_stopping_patience": 0}})
+    config = TuneConfig.model_validate({**BASE, "train": {"eval_steps": 5, "early_stopping_patience": 2}})
+    assert config.train.eval_steps == 5

@@ -60,4 +60,8 @@ def init_from_activations(peft_model: Any, text: str, n: int) -> None:
         table.copy_(torch.stack(rows).to(table.dtype))
 
 
-register_method(TuningMethod(name="p_tuning_v2", config_class=PTuningV2MethodConfig, apply=apply_p_tuning_v2))
+register_method(TuningMethod(
+    name="p_tuning_v2", config_class=PTuningV2MethodConfig, apply=apply_p_tuning_v2,
+    tasks=frozenset({"causal_lm"}),
+    why_not="transformers 5 encoders (BERT, MiniLM) take no past key values, and prefixes are trained past key values",
+))

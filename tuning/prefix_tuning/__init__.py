@@ -24,4 +24,8 @@ def apply_prefix(model: Any, config: PrefixTuningMethodConfig, task: str) -> Any
     ))  # fmt: skip
 
 
-register_method(TuningMethod(name="prefix_tuning", config_class=PrefixTuningMethodConfig, apply=apply_prefix))
+register_method(TuningMethod(
+    name="prefix_tuning", config_class=PrefixTuningMethodConfig, apply=apply_prefix,
+    tasks=frozenset({"causal_lm"}),
+    why_not="transformers 5 encoders (BERT, MiniLM) take no past key values, and prefixes are trained past key values",
+))
