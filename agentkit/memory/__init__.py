@@ -1,0 +1,1 @@
+"""Conversation memory persisted in SQLite, and long-term vector memory for agents."""
