@@ -15,6 +15,13 @@ def chat(
     max_new_tokens: Annotated[int, typer.Option(min=1, help="Tokens per reply.")] = 256,
     temperature: Annotated[float, typer.Option(help="0 = greedy.")] = 0.0,
     seed: Annotated[int | None, typer.Option(help="Sampling seed.")] = None,
+    session: Annotated[
+        str | None,
+        typer.Option(
+            "--session",
+            help="Keep the conversation under NAME ($AGENTKIT_HOME/memory); reuse NAME to resume it.",
+        ),
+    ] = None,
 ) -> None:
     """Chat with a registry model (REPL without -m; /exit or Ctrl-D to leave)."""
     from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
@@ -28,20 +35,36 @@ def chat(
     llm = LocalChatModel(
         model=model, adapter=adapter, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed
     )
+    history: list = [SystemMessage(system)] if system else []
+    remembered = None
+    if session is not None:  # the last turns come from SQLite; each new turn is appended there
+        from langchain_core.prompts import ChatPromptTemplate, MessagesPlaceholder
+
+        from agentkit.memory import ConversationStore, WindowMemory, with_memory
+
+        prompt = ChatPromptTemplate([*history, MessagesPlaceholder("history"), MessagesPlaceholder("input")])
+        remembered = with_memory(prompt | llm, WindowMemory(), session=session,
+                                 input_messages_key="input", history_messages_key="history")  # fmt: skip
+        console.print(f"session {session!r}: {len(ConversationStore().messages(session))} earlier messages")
+
     with console.status(f"loading {model} …"):
         registry = Registry.default()
         registry.ensure(model, progress=lambda msg: console.log(msg))
         LoadedModel.get(model, registry)
-    history: list = [SystemMessage(system)] if system else []
 
     def reply(text: str) -> None:
-        history.append(HumanMessage(text))
+        if remembered is not None:
+            stream = remembered.stream({"input": [HumanMessage(text)]})
+        else:
+            history.append(HumanMessage(text))
+            stream = llm.stream(history)
         parts = []
-        for chunk in llm.stream(history):
+        for chunk in stream:
             typer.echo(chunk.content, nl=False)
             parts.append(str(chunk.content))
         typer.echo()
-        history.append(AIMessage("".join(parts)))
+        if remembered is None:
+            history.append(AIMessage("".join(parts)))
 
     if message is not None:
         reply(message)
