@@ -1,9 +1,9 @@
-"""Hot swap: switching between two loaded LoRA adapters on one base vs building a PeftModel
-from disk for each switch (what a script without an adapter cache does). Targets: < 10 ms per
-switch and >= 50x faster.
+"""Hot swap: switching between adapters loaded on one base vs building a PeftModel from disk for
+each switch (what a script without an adapter cache does). Targets: < 10 ms per switch and >= 50x
+faster, for LoRA <-> LoRA and for LoRA <-> prompt-learning (prefix tuning).
 
-Two small LoRA adapters are trained once (2 steps each, synthetic rows) into the registry if
-missing: `bench-swap-a`, `bench-swap-b`.
+Three small adapters are trained once (2 steps each, synthetic rows) into the registry if missing:
+`bench-swap-a`, `bench-swap-b` (LoRA, all linear layers) and `bench-swap-prefix` (prefix tuning).
 
 Run: .venv/bin/python bench/hot_swap.py [--switches 50]
 """
@@ -15,24 +15,44 @@ import json
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+BASE = "smollm2-135m-instruct"
+ADAPTERS = {  # registry id -> (method, its block in tune.yaml)
+    "bench-swap-a": ("lora", {"r": 8}),
+    "bench-swap-b": ("lora", {"r": 8}),
+    "bench-swap-prefix": ("prefix_tuning", {"num_virtual_tokens": 8}),
+}
 
 
-def ensure_adapters() -> list[str]:
+def ensure_adapters() -> None:
     from agentkit.registry import Registry
     from agentkit.tuning import TuneConfig, train
 
-    registry, ids = Registry.default(), ["bench-swap-a", "bench-swap-b"]
+    registry = Registry.default()
     data = Path(tempfile.mkdtemp()) / "rows.jsonl"
-    data.write_text("\n".join(json.dumps({"instruction": f"Item {i}?", "output": f"Answer {i}."}) for i in range(8)))
-    for seed, adapter in enumerate(ids):
+    data.write_text(
+        "\n".join(json.dumps({"instruction": f"Item {i}?", "output": f"Answer {i}."}) for i in range(8))
+    )
+    for seed, (adapter, (method, block)) in enumerate(ADAPTERS.items()):
         if adapter not in registry:
             train(TuneConfig.model_validate({
-                "base": "smollm2-135m-instruct", "method": "lora", "lora": {"r": 8},
+                "base": BASE, "method": method, method: block,
                 "data": {"train": str(data), "eval_fraction": 0}, "output": adapter,
                 "train": {"max_steps": 2, "batch_size": 4, "max_length": 64, "seed": seed},
             }))  # fmt: skip
-    return ids
+
+
+def median_ms(run: Callable[[int], Any], n: int) -> float:
+    """Median wall time of run(i) for i in range(n), in milliseconds."""
+    times = []
+    for i in range(n):
+        start = time.perf_counter()
+        run(i)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1000
 
 
 def main() -> None:
@@ -46,55 +66,62 @@ def main() -> None:
 
     from agentkit.models.runtime import LoadedModel
 
-    a, b = ensure_adapters()
-    loaded = LoadedModel.get("smollm2-135m-instruct")
+    ensure_adapters()
+    loaded = LoadedModel.get(BASE)
     ids = torch.tensor([[1, 504, 3400]])
-    with loaded.lock:  # warm: both adapters loaded once, as a long-running app would have them
-        for adapter in (a, b):
+    with loaded.lock:  # warm: every adapter loaded once, as a long-running app would have them
+        for adapter in ADAPTERS:
             with loaded._using(adapter):
                 pass
 
-    # The switch alone (PEFT set_adapter between two loaded adapters), then switch + forward.
-    switch_only = []
-    for i in range(args.switches):
-        adapter = a if i % 2 else b
-        start = time.perf_counter()
-        with loaded.lock, loaded._using(adapter):
-            pass
-        switch_only.append(time.perf_counter() - start)
-    swaps = []
-    for i in range(args.switches):
-        adapter = a if i % 2 else b
-        start = time.perf_counter()
-        with loaded.lock, loaded._using(adapter) as module, torch.inference_mode():
-            module(input_ids=ids[:, :1])  # one token forward, so the switch is really in effect
-        swaps.append(time.perf_counter() - start)
+    def switch(pair: tuple[str, str], forward: bool) -> Callable[[int], None]:
+        def run(i: int) -> None:
+            with loaded.lock, loaded._using(pair[i % 2]) as module, torch.inference_mode():
+                if forward:  # one token, so the switch is really in effect
+                    module(input_ids=ids[:, :1])
 
-    # Baseline: a fresh PeftModel from the adapter folder on the already loaded base, per switch.
-    base = AutoModelForCausalLM.from_pretrained(loaded.registry.path("smollm2-135m-instruct"), use_safetensors=True)
-    rebuilds = []
-    for i in range(max(4, args.switches // 5)):
-        path = str(loaded.registry.path(a if i % 2 else b))
-        start = time.perf_counter()
-        model = PeftModel.from_pretrained(base, path)
-        with torch.inference_mode():
-            model(input_ids=ids[:, :1])
-        rebuilds.append(time.perf_counter() - start)
-        base = model.unload()  # take the LoRA layers out again for the next round
+        return run
 
-    # The same one-token forward on the bare base, to separate the switch from the forward.
-    forwards = []
-    for _ in range(args.switches):
-        start = time.perf_counter()
-        with torch.inference_mode():
-            base(input_ids=ids[:, :1])
-        forwards.append(time.perf_counter() - start)
-    w, s, r, f = (statistics.median(x) * 1000 for x in (switch_only, swaps, rebuilds, forwards))
-    print(f"switch alone (cached)        {w:7.2f} ms")
-    print(f"one-token forward, bare base {f:7.2f} ms")
-    print(f"switch + forward (cached)    {s:7.2f} ms")
-    print(f"PeftModel from disk + fwd    {r:7.2f} ms")
-    print(f"speed-up, switch+forward vs rebuild+forward: {r / s:.1f}x; switch alone vs rebuild+forward: {r / w:.0f}x")
+    # Baseline: a fresh PeftModel from the adapter folder on an already loaded base, per switch.
+    base = AutoModelForCausalLM.from_pretrained(loaded.registry.path(BASE), use_safetensors=True)
+    base.eval()
+
+    def rebuild(adapter: str, forward: bool) -> Callable[[int], None]:
+        path = str(loaded.registry.path(adapter))
+
+        def run(i: int) -> None:
+            model = PeftModel.from_pretrained(base, path)
+            if forward:
+                with torch.inference_mode():
+                    model(input_ids=ids[:, :1])
+            if adapter != "bench-swap-prefix":  # LoRA layers were injected into `base`: take them out
+                model.unload()
+
+        return run
+
+    lora, mixed = ("bench-swap-a", "bench-swap-b"), ("bench-swap-a", "bench-swap-prefix")
+    n, m = args.switches, max(6, args.switches // 5)
+    rows = {
+        "LoRA <-> LoRA": (median_ms(switch(lora, False), n), median_ms(rebuild("bench-swap-b", False), m),
+                          median_ms(switch(lora, True), n), median_ms(rebuild("bench-swap-b", True), m)),
+        "LoRA <-> prefix tuning": (median_ms(switch(mixed, False), n), median_ms(rebuild("bench-swap-prefix", False), m),
+                                   median_ms(switch(mixed, True), n), median_ms(rebuild("bench-swap-prefix", True), m)),
+    }  # fmt: skip
+    with torch.inference_mode():
+        bare = median_ms(lambda i: base(input_ids=ids[:, :1]), n)
+
+    print(f"one-token forward, bare base: {bare:.2f} ms (median; switches n={n}, PeftModel builds n={m})")
+    print(
+        f"{'switch':24} {'cached':>9} {'from disk':>10} {'ratio':>7}   {'+fwd cached':>11} {'+fwd disk':>10} {'ratio':>6}"
+    )
+    met = True
+    for name, (cached, disk, cached_fwd, disk_fwd) in rows.items():
+        print(f"{name:24} {cached:6.3f} ms {disk:7.1f} ms {disk / cached:6.0f}x   "
+              f"{cached_fwd:8.2f} ms {disk_fwd:7.1f} ms {disk_fwd / cached_fwd:5.1f}x")  # fmt: skip
+        met = met and cached < 10 and disk / cached >= 50
+    print(
+        f"target (switch < 10 ms and >= 50x faster than a PeftModel from disk): {'met' if met else 'MISSED'}"
+    )
 
 
 if __name__ == "__main__":

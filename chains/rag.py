@@ -23,11 +23,16 @@ def passage_id(doc: Document) -> str:
 
 
 def relevance(doc: Document) -> float | None:
-    """The retriever's relevance for `doc` (higher is better), when it reports one."""
+    """How relevant the retriever found `doc`, as a cosine similarity when it reports one (higher is
+    better): an agentkit hybrid hit carries `dense_score` (its `score` is a rank-fusion number, not
+    comparable to a threshold); a dense hit's `score` is the similarity. None when unknown (a hit
+    only BM25 found)."""
     meta = doc.metadata
-    for key in ("relevance", "similarity", "score"):
+    for key in ("dense_score", "relevance", "similarity"):
         if isinstance(meta.get(key), (int, float)):
             return float(meta[key])
+    if meta.get("retrieval", "dense") == "dense" and isinstance(meta.get("score"), (int, float)):
+        return float(meta["score"])
     return None
 
 
@@ -76,7 +81,11 @@ class RagChain(Runnable[Any, dict[str, Any]]):
     def retrieve(self, question: str, config: RunnableConfig | None = None) -> list[Document]:
         docs = self.retriever.invoke(question, config=config)
         if self.min_relevance is not None:
-            docs = [d for d in docs if (relevance(d) if relevance(d) is not None else 1e9) >= self.min_relevance]
+            known = [relevance(d) for d in docs]
+            if not any(r is not None and r >= self.min_relevance for r in known):
+                return []  # nothing relevant: "I don't know", and the model is never asked
+            # keep the relevant hits, and those of unknown relevance (keyword matches) beside them
+            docs = [d for d, r in zip(docs, known) if r is None or r >= self.min_relevance]
         unique: dict[str, Document] = {}
         for doc in docs:  # one citation id per passage, best first
             unique.setdefault(passage_id(doc), doc)

@@ -25,6 +25,12 @@ class TrainConfig(BaseModel):
     warmup_steps: float = Field(default=0, ge=0, description="steps, or a fraction of all steps when < 1")
     weight_decay: float = Field(default=0.0, ge=0)
     logging_steps: int = Field(default=1, gt=0)
+    packing: bool = Field(
+        default=True,
+        description="causal_lm with lora/full: train on each batch's examples laid end to end in one row "
+        "(padding-free: no pad tokens computed, no attention or loss across examples; same loss as padding). "
+        "Prompt-learning methods and sequence_classification always pad",
+    )
     eval_steps: int | None = Field(
         default=None, gt=0, description="evaluate and save a checkpoint every N steps; None: every epoch"
     )

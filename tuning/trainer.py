@@ -13,6 +13,7 @@ from agentkit.registry import EntryKind, ModelCard, ModelTask, Registry, SourceI
 from agentkit.tuning.config import TuneConfig
 from agentkit.tuning.data import ChatExample, load_dataset
 from agentkit.tuning.methods import get_method
+from agentkit.tuning.packing import can_pack, packed_collator
 from agentkit.tuning.reporting import classification_metrics, progress_callback, write_artifacts
 from agentkit.tuning.tokenize import IGNORE, PadCollator, encode_chat, encode_label
 
@@ -165,7 +166,7 @@ class Run:
         args = _training_args(config, registry.root / "runs" / config.output, has_eval=bool(eval_rows))
         trainer = Trainer(
             model=model, args=args, train_dataset=train_rows, eval_dataset=eval_rows or None,
-            data_collator=PadCollator(tokenizer.pad_token_id),
+            data_collator=packed_collator(model) if can_pack(config) else PadCollator(tokenizer.pad_token_id),
             compute_metrics=classification_metrics if config.task == "sequence_classification" else None,
             callbacks=[progress_callback()] if progress else [],
         )  # fmt: skip

@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from agentkit.cli import chat_cmd, models_cmd, tune_cmd
+from agentkit.cli import ask_cmd, chat_cmd, classify_cmd, index_cmd, models_cmd, tune_cmd
 
 app = typer.Typer(
     name="agentkit",
@@ -17,8 +17,11 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(models_cmd.app, name="models")
+app.add_typer(index_cmd.app, name="index")
 app.command("chat")(chat_cmd.chat)
 app.command("tune")(tune_cmd.tune)
+app.command("classify")(classify_cmd.classify)
+app.command("ask")(ask_cmd.ask)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,16 +9,18 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from agentkit.models.chat_model import LocalChatModel
+    from agentkit.models.classifier import LocalClassifier
     from agentkit.models.embeddings import LocalEmbeddings
     from agentkit.models.provider import ModelSpec, load_chat_model
 
 _LAZY = {
     "LocalChatModel": "agentkit.models.chat_model",
+    "LocalClassifier": "agentkit.models.classifier",
     "LocalEmbeddings": "agentkit.models.embeddings",
     "ModelSpec": "agentkit.models.provider",
     "load_chat_model": "agentkit.models.provider",
 }
-__all__ = ["LocalChatModel", "LocalEmbeddings", "ModelSpec", "load_chat_model"]
+__all__ = ["LocalChatModel", "LocalClassifier", "LocalEmbeddings", "ModelSpec", "load_chat_model"]
 
 
 def __getattr__(name: str) -> Any:

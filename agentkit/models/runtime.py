@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agentkit.errors import BadInputError
+from agentkit.models.adapters import Adapter, AdapterSwitch
 from agentkit.registry import EntryKind, ModelTask, Registry
 
 _CACHE: dict[tuple[str, str, tuple[str, ...]], LoadedModel] = {}
@@ -89,13 +90,13 @@ class LoadedModel:
         # Serialises generation: adapter switching and the global torch RNG (seed) are shared.
         self.lock = threading.Lock()
         self._grammar: Any = None
-        self._peft: Any = None  # a peft.PeftModel around `model`, once an adapter is used
+        self._switch = AdapterSwitch(model)  # PEFT wrappers around `model`, none until an adapter is used
         # End of turn: the tokenizer's EOS plus any the model's generation config lists (some
         # models end turns with a token that is not the tokenizer EOS).
         configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
         configured = configured if isinstance(configured, list) else [configured]
         self.eos_ids = sorted({i for i in [tokenizer.eos_token_id, *configured] if i is not None})
-        self._adapters: dict[str, str] = {}  # registry id -> PEFT adapter name
+        self._adapters: dict[str, Adapter] = {}  # registry id -> loaded adapter
 
     @classmethod
     def get(cls, model_id: str, registry: Registry | None = None) -> LoadedModel:
@@ -153,8 +154,8 @@ class LoadedModel:
         return self._grammar
 
     # ---- adapters: many per base, switched per call -------------------------------------
-    def _load_adapter(self, adapter: str) -> None:
-        """Load a registry adapter of this base into the one PeftModel (cached after the first)."""
+    def _load_adapter(self, adapter: str) -> Adapter:
+        """Check a registry adapter against this base, then load it (cached after the first)."""
         card = self.registry.card(adapter)  # UnknownModelError lists the ids
         if card.kind is not EntryKind.ADAPTER or card.base != self.model_id:
             raise BadInputError(
@@ -162,10 +163,10 @@ class LoadedModel:
                 f"base={card.base!r}).",
                 fix="pick an adapter whose base is this model (`agentkit models list`).",
             )
-        if card.method != "lora":
+        if card.task is not ModelTask.CAUSAL_LM:
             raise BadInputError(
-                f"Adapter {adapter!r} uses {card.method!r}; per-call switching covers LoRA adapters so far.",
-                fix="use a LoRA adapter, or merge this one into a base entry.",
+                f"Adapter {adapter!r} is a {card.task.value} adapter, not a chat adapter.",
+                fix="pick a causal_lm adapter of this model (`agentkit models list`).",
             )
         expected = card.lineage.get("base_weights_sha256")
         if expected and expected != self.registry.card(self.model_id).weights:
@@ -175,39 +176,22 @@ class LoadedModel:
                 fix=f"re-import the original base, or retrain the adapter on this {self.model_id!r}.",
             )
         self.registry.verify(adapter)
-        from peft import PeftModel
-
-        path = str(self.registry.path(adapter))
-        # Opaque PEFT names: registry ids like "my.lora" / "my_lora" or "lora" would collide or
-        # clash with PEFT's "lora_" parameter prefix.
-        name = f"agentkit{len(self._adapters)}"
-        if self._peft is None:
-            self._peft = PeftModel.from_pretrained(self.model, path, adapter_name=name, is_trainable=False)
-            self._peft.eval()
-        else:
-            self._peft.load_adapter(path, adapter_name=name, is_trainable=False)
-        self._adapters[adapter] = name
+        loaded = self._switch.load(str(self.registry.path(adapter)), adapter)
+        self._adapters[adapter] = loaded
+        return loaded
 
     @contextmanager
     def _using(self, adapter: str | None) -> Iterator[Any]:
-        """The module to run for `adapter` (None = the base); call with `self.lock` held.
+        """The module to run for `adapter` (None = the bare base); call with `self.lock` held.
 
-        LoRA layers are injected into the base's modules once the first adapter loads, so the
-        base itself is then reached through `disable_adapter()`, never through `self.model`.
+        A switch between loaded adapters costs well under a millisecond (see AdapterSwitch), so
+        it happens on every call; the lock keeps it from changing under a running call.
         """
         if adapter is None:
-            if self._peft is None:
-                yield self.model
-            else:
-                with self._peft.disable_adapter():
-                    yield self._peft
+            yield self._switch.use(None)
             return
-        if adapter not in self._adapters:
-            self._load_adapter(adapter)
-        name = self._adapters[adapter]
-        if self._peft.active_adapter != name:  # set_adapter walks every module: skip when unchanged
-            self._peft.set_adapter(name)
-        yield self._peft
+        loaded = self._adapters.get(adapter) or self._load_adapter(adapter)
+        yield self._switch.use(loaded)
 
     def continuation_logprobs(
         self, prompt_ids: list[int], texts: list[str], adapter: str | None = None
@@ -226,12 +210,14 @@ class LoadedModel:
         with self.lock, self._using(adapter) as module, torch.inference_mode():
             logits = module(
                 input_ids=torch.tensor(rows), attention_mask=torch.tensor(mask), logits_to_keep=keep
-            ).logits  # (n, keep, vocab); index j is position width - keep + j
+            ).logits  # (n, keep, vocab): the last `keep` positions
         logp = torch.log_softmax(logits.float(), dim=-1)
+        # Logits end at the last input position whatever runs: prompt tuning and P-Tuning put
+        # their virtual tokens in front, so only end-aligned indexing is right for every module.
+        offset = width - logits.shape[1]
         scores = []
         for i, cont in enumerate(conts):
             # the token at position p is predicted by the logits at p - 1, here index p - 1 - offset
-            offset = width - keep
             positions = torch.arange(len(prompt_ids) - 1, len(prompt_ids) - 1 + len(cont)) - offset
             scores.append(float(logp[i, positions, torch.tensor(cont)].sum()))
         return scores
