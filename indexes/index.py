@@ -72,7 +72,9 @@ def _index_lock(registry: Registry, name: str, timeout: float = 600) -> Iterator
     try:
         lock.acquire(timeout=0)
     except Timeout:
-        log.warning("index %r is being written by another process; waiting up to %.0f s for it", name, timeout)
+        log.warning(
+            "index %r is being written by another process; waiting up to %.0f s for it", name, timeout
+        )
         lock.acquire(timeout=timeout)
     try:
         yield

@@ -1,7 +1,6 @@
 """The manifest (`manifest.sqlite`): per source its sha256, per chunk its text, metadata and version.
 
-A chunk is visible only while its source row carries the same file hash, so one transaction flips
-a file from its old chunks to its new ones; rows of an interrupted run stay invisible until swept.
+A chunk is visible only while its source row has the same file hash: one transaction swaps versions.
 """
 
 from __future__ import annotations

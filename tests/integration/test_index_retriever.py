@@ -122,12 +122,18 @@ def test_token_splitter_counts_with_the_models_tokenizer(tmp_path: Path) -> None
 
     registry = Registry(_home())
     doc = tmp_path / "long.md"
-    doc.write_text("\n\n".join(f"Section {n}. " + "Otters hold hands while sleeping in rivers. " * 9 for n in range(6)))
-    index = create_index("tokens", splitter={"kind": "tokens", "chunk_size": 64, "chunk_overlap": 8}, home=_home())
+    doc.write_text(
+        "\n\n".join(f"Section {n}. " + "Otters hold hands while sleeping in rivers. " * 9 for n in range(6))
+    )
+    index = create_index(
+        "tokens", splitter={"kind": "tokens", "chunk_size": 64, "chunk_overlap": 8}, home=_home()
+    )
     index.add([doc])
     tokenizer = Tokenizer.from_file(str(registry.path("minilm-l6") / "tokenizer.json"))
     tokenizer.no_padding()
-    lengths = [len(tokenizer.encode(c.text, add_special_tokens=False).ids) for c in index.manifest.visible_chunks()]
+    lengths = [
+        len(tokenizer.encode(c.text, add_special_tokens=False).ids) for c in index.manifest.visible_chunks()
+    ]
     assert 6 < len(lengths) < 20 and max(lengths) <= 64 and min(lengths) > 20
     index.close()
     with pytest.raises(BadInputError, match="does not fit minilm-l6's 256-token window"):

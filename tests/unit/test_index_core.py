@@ -253,9 +253,13 @@ def test_a_second_writer_waits_for_the_first(tmp_path: Path, caplog: pytest.LogC
 
     index = make_index(tmp_path / "home")
     other = open_index("docs", embeddings=BagOfWords(), home=tmp_path / "home")
-    with index.write_lock(), caplog.at_level(logging.WARNING), pytest.raises(Timeout):
-        with other.write_lock(timeout=0.2):
-            pass
+    with (
+        index.write_lock(),
+        caplog.at_level(logging.WARNING),
+        pytest.raises(Timeout),
+        other.write_lock(timeout=0.2),
+    ):
+        pass
     assert "being written by another process" in caplog.text
     with other.write_lock(timeout=0.2):  # released: the next writer gets it at once
         pass
