@@ -24,6 +24,9 @@ def test_rows_are_laid_end_to_end_with_positions_restarting_and_first_labels_ign
     assert batch["labels"].tolist() == [[IGNORE, 6, 7, IGNORE, 9]]
     # No attention_mask (it would turn off transformers' packed-sequence masking), and no KV cache.
     assert "attention_mask" not in batch and batch["use_cache"] is False
+    # The same boundaries in flash-attention's varlen names, for attention run per example.
+    assert batch["cu_seq_lens_q"].tolist() == batch["cu_seq_lens_k"].tolist() == [0, 3, 5]
+    assert batch["max_length_q"] == batch["max_length_k"] == 3
 
 
 def test_class_labels_are_refused_with_the_field_to_change() -> None:
