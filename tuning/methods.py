@@ -23,6 +23,9 @@ class TuningMethod:
     produces_adapter: bool = True  # False for full fine-tuning: the result is a base entry
     tasks: frozenset[str] = frozenset({"causal_lm", "sequence_classification"})
     why_not: str = ""  # shown when a config pairs this method with a task outside `tasks`
+    # A method with a training loop of its own (the RLHF stages: reward, ppo, dpo, ...):
+    # run(config, registry, *, resume, progress) -> ModelCard. None: the shared HF Trainer path.
+    run: Callable[..., Any] | None = None
 
     def check_task(self, task: str) -> None:
         if task not in self.tasks:

@@ -244,6 +244,9 @@ def train(
 
     Under `accelerate launch` every process trains its shard of each batch (DDP); the main
     process registers and the others wait for it, then read the same card."""
+    method = get_method(config.method)
+    if method.run is not None:  # a loop of its own (RLHF stages)
+        return method.run(config, registry or Registry.default(), resume=resume, progress=progress)
     run = Run.prepare(config, registry, progress=progress)
     run.fit(resume=resume)
     if run.trainer.is_world_process_zero():

@@ -184,8 +184,8 @@ class LoadedModel:
     def _using(self, adapter: str | None) -> Iterator[Any]:
         """The module to run for `adapter` (None = the bare base); call with `self.lock` held.
 
-        A switch between loaded adapters costs well under a millisecond (see AdapterSwitch), so
-        it happens on every call; the lock keeps it from changing under a running call.
+        A switch between loaded adapters costs microseconds (see AdapterSwitch), so it happens on
+        every call; the lock keeps it from changing under a running call.
         """
         if adapter is None:
             yield self._switch.use(None)
