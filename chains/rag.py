@@ -48,7 +48,7 @@ def claims_schema(ids: list[str], max_claims: int) -> dict[str, Any]:
                 "maxItems": max_claims,
                 "items": {
                     "type": "object",
-                    "properties": {"text": {"type": "string", "maxLength": 300}, "cite": {"enum": ids}},
+                    "properties": {"text": {"type": "string", "maxLength": 160}, "cite": {"enum": ids}},
                     "required": ["text", "cite"],
                 },
             }

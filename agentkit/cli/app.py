@@ -28,6 +28,11 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point: run the app, map escaping errors to one line and an exit code."""
     from agentkit.cli.errors import debug_enabled, report
 
+    import os
+
+    # transformers' "Loading weights" bar is noise on a CLI that prints its own progress.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
     command = typer.main.get_command(app)
     try:
         result = command.main(args=argv, prog_name="agentkit", standalone_mode=False)

@@ -76,4 +76,6 @@ class LocalEmbeddings(BaseModel, Embeddings):
 
     @property
     def dimension(self) -> int:
-        return int(self._load().get_sentence_embedding_dimension())
+        model = self._load()  # sentence-transformers 5.x renamed the method; keep both working
+        get = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+        return int(get())
