@@ -10,6 +10,7 @@ import operator
 from langchain_core.tools import tool
 
 from agentkit.errors import BadInputError
+from agentkit.tools.registry import ToolFactory, register_tool
 
 _BINARY = {
     ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
@@ -65,3 +66,11 @@ def calculator(expression: str) -> str:
         return str(evaluate(expression))
     except BadInputError as exc:
         return f"error: {exc.one_line()}"
+
+
+def _build(context: object, options: object) -> object:
+    # a copy that tells invoke_tool how this tool reports a failure (the tool itself stays as it was)
+    return calculator.model_copy(update={"metadata": {"error_prefix": "error: "}})
+
+
+register_tool(ToolFactory("calculator", _build, "evaluate arithmetic"))

@@ -1,0 +1,143 @@
+"""read_file / write_file / list_files stay inside the workspace: `..`, absolute paths, and symlinks
+(a file or a parent folder) that lead out are refused, and nothing outside is read, written or listed."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from agentkit.tools import ToolContext, build_tools, invoke_tool
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path) -> tuple[Path, Path, dict]:
+    """(workspace, outside, tools by name); `outside` holds secret.txt and a folder secrets/."""
+    workspace, outside = tmp_path / "ws", tmp_path / "outside"
+    workspace.mkdir()
+    (outside / "secrets").mkdir(parents=True)
+    (outside / "secret.txt").write_text("TOP SECRET")
+    (outside / "secrets" / "key.txt").write_text("KEY")
+    (workspace / "notes.txt").write_text("hello notes")
+    (workspace / "sub").mkdir()
+    (workspace / "sub" / "inner.txt").write_text("inner")
+    os.symlink(outside / "secret.txt", workspace / "link.txt")  # a file link that leads out
+    os.symlink(outside / "secrets", workspace / "linkdir")  # a folder link that leads out
+    os.symlink(workspace / "notes.txt", workspace / "alias.txt")  # a link that stays inside
+    tools = {
+        t.name: t for t in build_tools(["read_file", "write_file", "list_files"], ToolContext(workspace))
+    }
+    return workspace, outside, tools
+
+
+def _call(tools: dict, name: str, **args: str):
+    return invoke_tool(tools[name], args, timeout_s=10)
+
+
+def _snapshot(folder: Path) -> dict[str, str]:
+    return {p.relative_to(folder).as_posix(): p.read_text() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_read_write_list_inside(sandbox: tuple[Path, Path, dict]) -> None:
+    workspace, _, tools = sandbox
+    assert _call(tools, "read_file", path="notes.txt").output == "hello notes"
+    assert _call(tools, "read_file", path="sub/../alias.txt").output == "hello notes"
+    out = _call(tools, "write_file", path="new/deep/out.txt", content="written")
+    assert out.ok and (workspace / "new" / "deep" / "out.txt").read_text() == "written"
+    assert not [
+        p for p in (workspace / "new" / "deep").iterdir() if p.name != "out.txt"
+    ]  # no temp files left
+    listing = _call(tools, "list_files").output.splitlines()
+    assert {"notes.txt", "sub/", "sub/inner.txt", "new/deep/out.txt", "alias.txt"} <= set(listing)
+    assert "link.txt (link outside, refused)" in listing and "linkdir (link outside, refused)" in listing
+    assert not any("key.txt" in line for line in listing)  # the outside folder is not entered
+    assert _call(tools, "list_files", path="sub").output == "sub/inner.txt"
+
+
+ESCAPES = {
+    "dotdot": "../outside/secret.txt",
+    "dotdot_deep": "sub/../../outside/secret.txt",
+    "absolute": "{outside}/secret.txt",
+    "symlink_file": "link.txt",
+    "symlinked_parent": "linkdir/key.txt",
+}
+
+
+@pytest.mark.parametrize("kind", list(ESCAPES))
+def test_read_refuses_escapes(sandbox: tuple[Path, Path, dict], kind: str) -> None:
+    _, outside, tools = sandbox
+    out = _call(tools, "read_file", path=ESCAPES[kind].format(outside=outside))
+    assert not out.ok and "workspace" in out.error
+    assert "SECRET" not in out.output + out.error and "KEY" not in out.output + out.error
+
+
+@pytest.mark.parametrize("kind", [*ESCAPES, "symlinked_parent_new_file", "new_dir_under_link"])
+def test_write_refuses_escapes(sandbox: tuple[Path, Path, dict], kind: str) -> None:
+    _, outside, tools = sandbox
+    before = _snapshot(outside)
+    path = {"symlinked_parent_new_file": "linkdir/new.txt", "new_dir_under_link": "linkdir/a/b/new.txt"}.get(
+        kind, ESCAPES.get(kind, "")
+    )
+    out = _call(tools, "write_file", path=path.format(outside=outside), content="PWNED")
+    assert not out.ok and "workspace" in out.error
+    assert _snapshot(outside) == before  # nothing changed or appeared outside
+
+
+@pytest.mark.parametrize("path", ["..", "../outside", "{outside}", "linkdir", "/"])
+def test_list_refuses_escapes(sandbox: tuple[Path, Path, dict], path: str) -> None:
+    _, outside, tools = sandbox
+    out = _call(tools, "list_files", path=path.format(outside=outside))
+    assert not out.ok and "workspace" in out.error and "key.txt" not in out.output
+
+
+def test_dangling_link_out_is_not_written_through(sandbox: tuple[Path, Path, dict]) -> None:
+    workspace, outside, tools = sandbox
+    os.symlink(outside / "created.txt", workspace / "dangling.txt")
+    out = _call(tools, "write_file", path="dangling.txt", content="PWNED")
+    assert not out.ok and not (outside / "created.txt").exists()
+
+
+def test_read_limits_and_refusals(tmp_path: Path) -> None:
+    (tmp_path / "big.txt").write_text("a" * 50_000)
+    (tmp_path / "blob.bin").write_bytes(b"\x00\x01\x02" * 100)
+    read = build_tools([{"name": "read_file", "max_chars": 1000}], ToolContext(tmp_path))[0]
+    out = invoke_tool(read, {"path": "big.txt"}, timeout_s=5)
+    assert out.ok and out.output.startswith("a" * 1000) and "truncated: big.txt is 50000 bytes" in out.output
+    assert len(out.output) < 1100
+    binary = invoke_tool(read, {"path": "blob.bin"}, timeout_s=5)
+    assert not binary.ok and "binary" in binary.error
+    missing = invoke_tool(read, {"path": "nope.txt"}, timeout_s=5)
+    assert not missing.ok and "list_files" in missing.error
+    folder = invoke_tool(read, {"path": "."}, timeout_s=5)
+    assert not folder.ok and "directory" in folder.error
+    os.mkfifo(tmp_path / "pipe")
+    fifo = invoke_tool(read, {"path": "pipe"}, timeout_s=5)
+    assert not fifo.ok and "not a regular file" in fifo.error
+    empty = invoke_tool(read, {"path": " "}, timeout_s=5)
+    assert not empty.ok and "empty path" in empty.error
+
+
+def test_write_size_limit(tmp_path: Path) -> None:
+    write = build_tools([{"name": "write_file", "max_bytes": 10}], ToolContext(tmp_path))[0]
+    out = invoke_tool(write, {"path": "x.txt", "content": "y" * 11}, timeout_s=5)
+    assert not out.ok and "at most 10" in out.error and not (tmp_path / "x.txt").exists()
+
+
+def test_os_errors_are_observations_without_absolute_paths(tmp_path: Path) -> None:
+    (tmp_path / "plain.txt").write_text("x")
+    write = build_tools(["write_file"], ToolContext(tmp_path))[0]
+    out = invoke_tool(write, {"path": "plain.txt/child.txt", "content": "y"}, timeout_s=5)
+    assert not out.ok and "cannot write 'plain.txt/child.txt'" in out.error and str(tmp_path) not in out.error
+
+
+def test_listing_is_capped_and_skips_noise(tmp_path: Path) -> None:
+    (tmp_path / ".git" / "objects").mkdir(parents=True)
+    (tmp_path / ".git" / "objects" / "ab").write_text("blob")
+    for n in range(30):
+        (tmp_path / f"f{n:02d}.txt").write_text("x")
+    lister = build_tools([{"name": "list_files", "max_entries": 10}], ToolContext(tmp_path))[0]
+    lines = invoke_tool(lister, {}, timeout_s=5).output.splitlines()
+    assert lines[0] == ".git/ (not listed)" and len(lines) == 11
+    assert lines[-1] == "[... 21 more entries not shown]"
+    assert not any("objects" in line for line in lines)
