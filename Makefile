@@ -21,7 +21,7 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed
 
 demo: install
-	$(PY) examples/quickstart/tool_chat.py
+	$(VENV)/bin/agentkit run examples/quickstart/goal.yaml
 
 test: install
 	$(PY) -m pytest -q tests

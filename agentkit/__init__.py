@@ -12,3 +12,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> object:
+    # `from agentkit import Agent` without importing langgraph / torch at `import agentkit`.
+    if name == "Agent":
+        from agentkit.agents.agent import Agent
+
+        return Agent
+    raise AttributeError(f"module 'agentkit' has no attribute {name!r}")

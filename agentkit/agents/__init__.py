@@ -1,0 +1,30 @@
+"""Autonomous agents: `goal.yaml` specs, the LangGraph loop (plan -> act -> observe -> critique),
+`Agent` / `AgentResult`, run traces under `runs/<run-id>/`, and their export as training data."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from agentkit.agents.agent import Agent, AgentResult
+    from agentkit.agents.spec import Budgets, GoalSpec, load_goal
+    from agentkit.agents.trace import RunStore
+
+# Lazy: langgraph and langchain load on first use, not when `agentkit.agents` is imported.
+_LAZY = {
+    "Agent": "agentkit.agents.agent",
+    "AgentResult": "agentkit.agents.agent",
+    "Budgets": "agentkit.agents.spec",
+    "GoalSpec": "agentkit.agents.spec",
+    "load_goal": "agentkit.agents.spec",
+    "RunStore": "agentkit.agents.trace",
+}
+__all__ = ["Agent", "AgentResult", "Budgets", "GoalSpec", "RunStore", "load_goal"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'agentkit.agents' has no attribute {name!r}")

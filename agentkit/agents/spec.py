@@ -1,0 +1,209 @@
+"""`goal.yaml` as a pydantic model (`GoalSpec`) and `load_goal`, which reports a bad file as one line
+naming the file, the line and the field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator
+
+from agentkit.errors import BadInputError
+from agentkit.models.provider import ModelSpec
+
+
+class Budgets(BaseModel):
+    """Limits that end a run with status `budget_exhausted` (exit 3)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_steps: int = Field(default=12, gt=0, description="tool calls, all goals together")
+    max_tokens: int | None = Field(default=None, gt=0, description="prompt + completion tokens, all steps")
+    max_seconds: float | None = Field(default=None, gt=0, description="wall-clock seconds, resumed time included")
+    tool_timeout_s: float = Field(default=30.0, gt=0, description="seconds one tool call may take")
+    loop_limit: int = Field(default=3, ge=2, description="stop when the same call (name + arguments) repeats this often")
+
+
+class FileExistsCheck(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    file_exists: str = Field(description="a path inside the workspace")
+
+
+class FileContainsCheck(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    file_contains: str = Field(description="a path inside the workspace")
+    text: str = Field(description="text the file must contain (case-sensitive)")
+
+
+class CommandCheck(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    command: str | list[str] = Field(description="run in the workspace (a string goes through the shell)")
+    exit_code: int = Field(default=0, description="the exit status that passes")
+    timeout_s: float = Field(default=30.0, gt=0)
+
+
+def _check_kind(value: Any) -> str | None:
+    # Pick the check class by its key, so an error names that class's fields, not all three.
+    if isinstance(value, dict):
+        return next((tag for key, tag in _CHECK_KEYS if key in value), None)
+    return type(value).__name__
+
+
+_CHECK_KEYS = (("file_exists", "FileExistsCheck"), ("file_contains", "FileContainsCheck"), ("command", "CommandCheck"))
+Check = Annotated[
+    Annotated[FileExistsCheck, Tag("FileExistsCheck")]
+    | Annotated[FileContainsCheck, Tag("FileContainsCheck")]
+    | Annotated[CommandCheck, Tag("CommandCheck")],
+    Discriminator(
+        _check_kind,
+        custom_error_type="check_kind",
+        custom_error_message="a check has one of the keys file_exists, file_contains or command",
+    ),
+]
+
+
+class ToolEntry(BaseModel):
+    """A tool with options: `{name: python, enabled: true, timeout_s: 10}`; options go to the tool."""
+
+    model_config = ConfigDict(extra="allow")  # options are the tool's own; agentkit.tools validates them
+
+    name: str
+
+
+class GoalSpec(BaseModel):
+    """One agent run: what to reach, with which model and tools, within which budgets."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    name: str = Field(default="goal", description="shown in `agentkit runs list`")
+    goals: Annotated[list[str], Field(min_length=1)] = Field(description="worked in order, one at a time")
+    constraints: list[str] = Field(default_factory=list, description="rules shown with every goal")
+    model: ModelSpec | str = Field(
+        default_factory=ModelSpec,
+        description="registry id, {model, adapter}, or a LangChain provider spec ('openai:gpt-4o-mini' or {provider, model})",
+    )
+    tools: list[str | ToolEntry] = Field(
+        default_factory=lambda: ["read_file", "write_file", "list_files", "calculator"],
+        description="tool names, or {name, ...options}; finish is always added",
+    )
+    indexes: list[str] = Field(default_factory=list, description="indexes search_index / ask_index may read")
+    memory: str | None = Field(default=None, description="memory session: notes kept across runs under this name")
+    budgets: Budgets = Field(default_factory=Budgets)
+    workspace: str = Field(default="workspace", description="directory, relative to the goal file")
+    outputs: list[str] = Field(
+        default_factory=list,
+        description="workspace files the run writes; removed before a fresh run so an old one cannot pass the checks",
+    )
+    files: dict[str, str] = Field(
+        default_factory=dict,
+        description="workspace files (path: text) written before a fresh run: inputs an earlier run cannot have changed",
+    )
+    checks: list[Check] = Field(default_factory=list, description="success checks, all must pass")
+    strategy: Literal["guided", "free"] = Field(
+        default="guided",
+        description="guided: each goal gets one planned tool (the one it names, else the model's pick) and is "
+        "done when that call succeeds: what a 135M model can follow. free: any tool each step until finish",
+    )
+
+    @field_validator("model", mode="before")
+    @classmethod
+    def _provider_string(cls, value: Any) -> Any:
+        # 'openai:gpt-4o-mini' is LangChain's provider:model spelling; a bare id is the registry's.
+        if isinstance(value, str) and ":" in value:
+            provider, _, model = value.partition(":")
+            return {"provider": provider, "model": model}
+        return value
+
+    def model_spec(self) -> ModelSpec:
+        return self.model if isinstance(self.model, ModelSpec) else ModelSpec(model=self.model)
+
+    def tool_specs(self) -> list[str | dict[str, Any]]:
+        return [t if isinstance(t, str) else t.model_dump() for t in self.tools]
+
+
+def _line_of(root: Any, loc: tuple[Any, ...]) -> int | None:
+    """The 1-based line of the YAML node at `loc` (the deepest one that exists)."""
+    import yaml
+
+    node, line = root, None
+    for key in loc:
+        if _is_union_tag(key):
+            continue
+        if isinstance(node, yaml.MappingNode):
+            match = next(((k, v) for k, v in node.value if getattr(k, "value", None) == str(key)), None)
+            if match is None:
+                break
+            line = match[0].start_mark.line + 1
+            node = match[1]
+        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
+            node = node.value[key]
+            line = node.start_mark.line + 1
+        else:
+            break
+    return line if line is not None else (root.start_mark.line + 1 if root is not None else None)
+
+
+def _is_union_tag(part: Any) -> bool:
+    return isinstance(part, str) and (part[:1].isupper() or part in ("str", "int") or "[" in part)
+
+
+def _field_path(loc: tuple[Any, ...]) -> str:
+    # pydantic adds union member names ("FileExistsCheck", "str") to loc: they are not fields.
+    parts = [str(p) for p in loc if not _is_union_tag(p)]
+    return ".".join(parts)
+
+
+def load_goal(path: str | Path) -> tuple[GoalSpec, Path]:
+    """(spec, resolved workspace directory) from a goal file; BadInputError names file:line and field."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise BadInputError(f"{path}: no such goal file.", fix="check the path (see examples/goals/).")
+    text = path.read_text(encoding="utf-8")
+    try:
+        root = yaml.compose(text)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise BadInputError(f"{where}: not valid YAML ({getattr(exc, 'problem', exc)}).", fix="fix the YAML syntax.") from None
+    if not isinstance(data, dict):
+        raise BadInputError(f"{path}: a goal file is a mapping (name, goals, tools, ...).", fix="see examples/goals/.")
+    try:
+        spec = GoalSpec.model_validate(data)
+    except ValidationError as exc:
+        # A union (checks, model) reports every member's complaint; an unknown key is the telling one.
+        errors = exc.errors()
+        error = next((e for e in errors if e.get("type") == "extra_forbidden"), errors[0])
+        loc = tuple(p for p in error.get("loc", ()) if not _is_union_tag(p) or p in _OWNERS)
+        field = _field_path(loc) or "(top level)"
+        line = _line_of(root, loc)
+        message = str(error.get("msg", "")).removeprefix("Value error, ")
+        if error.get("type") == "extra_forbidden":
+            message = f"unknown field; allowed: {', '.join(_allowed(loc))}"
+        more = f" (+{len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
+        raise BadInputError(
+            f"{path}:{line}: field {field!r}: {message}{more}.",
+            fix="correct or remove that field (see examples/goals/ for every field).",
+        ) from None
+    workspace = (path.resolve().parent / spec.workspace).resolve()
+    return spec, workspace
+
+
+def _allowed(loc: tuple[Any, ...]) -> list[str]:
+    """Field names allowed where an unknown one was found (top level, budgets, a check or the model)."""
+    owner: type[BaseModel] = GoalSpec
+    for part in loc[:-1]:
+        owner = _OWNERS.get(str(part), owner)
+    return sorted(owner.model_fields)
+
+
+
+_OWNERS: dict[str, type[BaseModel]] = {
+    "budgets": Budgets, "model": ModelSpec, "FileExistsCheck": FileExistsCheck,
+    "FileContainsCheck": FileContainsCheck, "CommandCheck": CommandCheck,
+}  # fmt: skip
