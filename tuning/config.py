@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from agentkit.errors import BadInputError
 from agentkit.tuning.data import DataConfig
+from agentkit.tuning.preference import PreferenceDataConfig
 
 
 class TrainConfig(BaseModel):
@@ -57,7 +58,9 @@ class TuneConfig(BaseModel):
     task: Literal["causal_lm", "sequence_classification"] = "causal_lm"
     method: str = Field(description="lora | ... (see `agentkit.tuning.methods.method_names()`)")
     method_config: Any = Field(default=None, exclude=True, description="the validated method block")
-    data: DataConfig
+    # A method config class with a `data_config` class attribute (the preference stages:
+    # reward, dpo, ppo, ...) reads its own data block; every other method reads DataConfig.
+    data: DataConfig | PreferenceDataConfig = Field(union_mode="left_to_right")
     train: TrainConfig = Field(default_factory=TrainConfig)
     output: str = Field(description="registry id of the result")
 
@@ -86,6 +89,15 @@ class TuneConfig(BaseModel):
             where = ".".join(str(p) for p in (method.name, *first.get("loc", ())))
             allowed = ", ".join(method.config_class.model_fields)
             raise ValueError(f"field {where!r}: {first.get('msg')} (allowed in {method.name}: {allowed})") from None
+        data_class = getattr(method.config_class, "data_config", None)
+        if data_class is not None and isinstance(values.get("data"), dict):
+            try:
+                values["data"] = data_class.model_validate(values["data"])
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                where = ".".join(str(p) for p in ("data", *first.get("loc", ())))
+                allowed = ", ".join(data_class.model_fields)
+                raise ValueError(f"field {where!r}: {first.get('msg')} (allowed in data for {method.name}: {allowed})") from None
         return values
 
     @field_validator("base", "output")

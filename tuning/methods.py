@@ -67,9 +67,15 @@ def method_names() -> list[str]:
 
 def _load_builtin_methods() -> None:
     # Importing a method folder registers it; a new method is a folder plus one line here.
+    import agentkit.tuning.dpo  # noqa: F401
     import agentkit.tuning.full  # noqa: F401
+    import agentkit.tuning.grpo  # noqa: F401
     import agentkit.tuning.lora  # noqa: F401
     import agentkit.tuning.p_tuning  # noqa: F401
     import agentkit.tuning.p_tuning_v2  # noqa: F401
+    import agentkit.tuning.ppo  # noqa: F401
     import agentkit.tuning.prefix_tuning  # noqa: F401
     import agentkit.tuning.prompt_tuning  # noqa: F401
+    import agentkit.tuning.reward  # noqa: F401
+    import agentkit.tuning.rloo  # noqa: F401
+    import agentkit.tuning.sft  # noqa: F401

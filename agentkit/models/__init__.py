@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from agentkit.models.classifier import LocalClassifier
     from agentkit.models.embeddings import LocalEmbeddings
     from agentkit.models.provider import ModelSpec, load_chat_model
+    from agentkit.models.reward import RewardModel
 
 _LAZY = {
     "LocalChatModel": "agentkit.models.chat_model",
@@ -19,8 +20,9 @@ _LAZY = {
     "LocalEmbeddings": "agentkit.models.embeddings",
     "ModelSpec": "agentkit.models.provider",
     "load_chat_model": "agentkit.models.provider",
+    "RewardModel": "agentkit.models.reward",
 }
-__all__ = ["LocalChatModel", "LocalClassifier", "LocalEmbeddings", "ModelSpec", "load_chat_model"]
+__all__ = ["LocalChatModel", "LocalClassifier", "LocalEmbeddings", "ModelSpec", "RewardModel", "load_chat_model"]
 
 
 def __getattr__(name: str) -> Any:

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from agentkit.errors import BadInputError
 from agentkit.tuning import TuneConfig, register_method
 from agentkit.tuning.lora.config import LoraMethodConfig
-from agentkit.tuning.methods import TuningMethod, get_method
+from agentkit.tuning.methods import TuningMethod, get_method, method_names
 
 BASE = {"base": "smollm2-135m-instruct", "method": "lora", "data": {"train": "t.jsonl"}, "output": "x"}
 
@@ -32,7 +32,9 @@ def test_unknown_fields_name_the_block_and_the_allowed_keys() -> None:
 
 
 def test_unknown_method_lists_the_registered_ones() -> None:
-    with pytest.raises(BadInputError, match="use one of: full, lora, p_tuning, p_tuning_v2, prefix_tuning, prompt_tuning"):
+    names = method_names()  # every method folder registers itself (RLHF helpers add theirs)
+    assert {"full", "lora", "p_tuning", "p_tuning_v2", "prefix_tuning", "prompt_tuning", "sft", "reward", "dpo"} <= set(names)
+    with pytest.raises(BadInputError, match="use one of: " + ", ".join(names) + r"\."):
         get_method("lorra")
 
 

@@ -1,0 +1,149 @@
+"""RLHF step 3 on the built-in SmolLM2: a few PPO steps from an SFT LoRA against a tiny trained
+reward model (the LoRA and value head move, the base weights do not, KL is finite, scores are
+logged), the registered adapter reproduces the trained policy, and the bad inputs are refused
+by name. GRPO and RLOO run two steps each through TRL."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from agentkit.errors import BadInputError
+from agentkit.registry import Registry
+from agentkit.registry.importer import copy_hf_folder
+from agentkit.tuning import TuneConfig, train
+from agentkit.tuning.ppo.trainer import PPOTrainer
+
+pytestmark = pytest.mark.integration
+
+TOPICS = ["bread", "tea", "a bike tyre", "a bookshelf", "rice", "a tent"]
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory, registry: Registry) -> Registry:
+    """A registry with the base, an SFT LoRA (2 steps) and a LoRA reward model (2 steps) on it."""
+    root = tmp_path_factory.mktemp("ppo")
+    home = Registry(root / "home")
+    home.create_entry("smollm2-135m-instruct", lambda s: copy_hf_folder(registry.path("smollm2-135m-instruct"), s))
+    sft = [{"instruction": f"How do I make {t}?", "output": f"Here is how to make {t}: gather what you need."}
+           for t in TOPICS]  # fmt: skip
+    (root / "sft.jsonl").write_text("\n".join(json.dumps(r) for r in sft))
+    pairs = [{"prompt": [{"role": "user", "content": f"How do I make {t}?"}],
+              "chosen": [{"role": "assistant", "content": f"Here is how to make {t}, step by step."}],
+              "rejected": [{"role": "assistant", "content": "No. Figure it out yourself."}]} for t in TOPICS]  # fmt: skip
+    (root / "pairs.jsonl").write_text("\n".join(json.dumps(p) for p in pairs))
+    train(TuneConfig.model_validate({
+        "base": "smollm2-135m-instruct", "method": "lora", "lora": {"r": 4},
+        "data": {"train": str(root / "sft.jsonl"), "eval_fraction": 0},
+        "train": {"max_steps": 2, "batch_size": 3, "learning_rate": 5e-3, "max_length": 64}, "output": "sft",
+    }), registry=home)  # fmt: skip
+    train(TuneConfig.model_validate({
+        "base": "smollm2-135m-instruct", "method": "reward", "reward": {"r": 4},
+        "data": {"train": str(root / "pairs.jsonl"), "eval_fraction": 0},
+        "train": {"max_steps": 2, "batch_size": 6, "learning_rate": 1e-3, "max_length": 64}, "output": "rm",
+    }), registry=home)  # fmt: skip
+    return home
+
+
+def ppo_config(home: Registry, output: str, **ppo: object) -> TuneConfig:
+    return TuneConfig.model_validate({
+        "base": "sft", "method": "ppo",
+        "ppo": {"reward_model": "rm", "sampling": {"max_new_tokens": 8}, "ppo_epochs": 2, **ppo},
+        "data": {"train": str(home.root.parent / "pairs.jsonl"), "eval_fraction": 0},
+        "train": {"max_steps": 2, "batch_size": 3, "learning_rate": 1e-3, "max_length": 64}, "output": output,
+    })  # fmt: skip
+
+
+def test_ppo_steps_move_the_lora_and_value_head_only_and_log_finite_kl(home: Registry) -> None:
+    trainer = PPOTrainer.prepare(ppo_config(home, "ppo-a"), home)
+    params = dict(trainer.peft_model.named_parameters())
+    lora = {n: p.detach().clone() for n, p in params.items() if p.requires_grad}
+    frozen = {n: p.detach().clone() for n, p in params.items() if not p.requires_grad}
+    head = trainer.value_head.weight.detach().clone()
+    assert lora and all("lora_" in n for n in lora)
+    metrics = trainer.fit()
+
+    assert any(not torch.equal(params[n], before) for n, before in lora.items()), "no LoRA weight moved"
+    assert all(torch.equal(params[n], before) for n, before in frozen.items()), "a frozen weight moved"
+    assert not torch.equal(trainer.value_head.weight, head), "the value head did not train"
+    assert len(trainer.log) == 2 and metrics["steps"] == 2
+    for entry in trainer.log:
+        for key in ("score", "kl", "policy_loss", "value_loss", "clip_fraction", "entropy", "kl_coef"):
+            assert math.isfinite(entry[key]), (key, entry)
+    # The LoRA starts at zero (B = 0), so the first batch is sampled by the reference itself.
+    assert trainer.log[0]["kl"] == pytest.approx(0.0, abs=1e-4)
+
+    card = trainer.register()
+    assert (card.kind.value, card.base, card.method) == ("adapter", "smollm2-135m-instruct", "ppo")
+    assert card.lineage["policy_from"] == "sft" and card.lineage["reward_model"] == "rm"
+    assert card.lineage["reward_weights_sha256"] == home.card("rm").weights
+    folder = home.path(card.id)
+    assert (folder / "training_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [e["score"] for e in json.loads((folder / "metrics.json").read_text())["steps"]] == [
+        e["score"] for e in trainer.log
+    ]
+
+    # The SFT LoRA is folded into the registered one: the raw base + that adapter is the trained policy.
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(home.path(card.base), dtype=torch.float32)
+    reloaded = PeftModel.from_pretrained(base, str(folder)).eval()
+    ids = torch.tensor([[1, 520, 2700, 30, 905, 42]])
+    trainer.peft_model.eval()
+    with torch.no_grad():
+        assert torch.allclose(reloaded(ids).logits, trainer.peft_model(ids).logits, atol=1e-3)
+
+
+def test_a_reward_model_with_another_tokenizer_is_refused_fake_reward(home: Registry, monkeypatch: pytest.MonkeyPatch,
+                                                                      registry: Registry) -> None:  # fmt: skip
+    # The scorer is a stand-in carrying MiniLM's tokenizer: what is under test is the check.
+    from transformers import AutoTokenizer
+
+    class OtherBaseReward:
+        tokenizer = AutoTokenizer.from_pretrained(registry.path("minilm-l6"))
+
+    monkeypatch.setattr("agentkit.tuning.ppo.trainer.load_reward", lambda reg, rid: OtherBaseReward())
+    with pytest.raises(BadInputError, match="another tokenizer") as err:
+        PPOTrainer.prepare(ppo_config(home, "ppo-bad-tok"), home)
+    assert "'rm'" in str(err.value) and "'sft'" in str(err.value)
+
+
+def test_bad_rl_configs_are_refused_by_field(home: Registry) -> None:
+    with pytest.raises(ValueError, match="use_dora"):
+        ppo_config(home, "x", lora={"use_dora": True})
+    with pytest.raises(ValueError, match="ppo.clip_range"):
+        ppo_config(home, "x", clip_range=0)
+    with pytest.raises(BadInputError, match="resume"):
+        PPOTrainer.prepare(ppo_config(home, "ppo-resume"), home, resume=True)
+    with pytest.raises(BadInputError, match="not a reward model"):
+        PPOTrainer.prepare(ppo_config(home, "ppo-no-rm", reward_model="sft"), home)
+    with pytest.raises(BadInputError, match="multiple of"):
+        train(group_config(home, "grpo", "g-bad", batch_size=3), registry=home)
+
+
+def group_config(home: Registry, method: str, output: str, batch_size: int = 4) -> TuneConfig:
+    return TuneConfig.model_validate({
+        "base": "sft", "method": method,
+        method: {"reward_model": "rm", "num_generations": 2, "max_new_tokens": 8, "lora": {"r": 4}},
+        "data": {"train": str(home.root.parent / "pairs.jsonl"), "eval_fraction": 0},
+        "train": {"max_steps": 2, "batch_size": batch_size, "learning_rate": 1e-3}, "output": output,
+    })  # fmt: skip
+
+
+@pytest.mark.parametrize("method", ["grpo", "rloo"])
+def test_grpo_and_rloo_train_through_trl_with_the_reward_model(home: Registry, method: str) -> None:
+    card = train(group_config(home, method, f"{method}-a"), registry=home)
+    assert (card.method, card.base, card.lineage["reward_model"]) == (method, "smollm2-135m-instruct", "rm")
+    assert card.metrics["steps"] == 2 and math.isfinite(card.metrics["score_last"])
+    log = json.loads((home.path(card.id) / "rl_log.json").read_text())
+    rewards = [e["reward"] for e in log if "reward" in e]
+    assert len(rewards) == 2 and all(math.isfinite(r) for r in rewards)
+    # The trained LoRA moved off its zero start (PEFT initialises lora_B to 0).
+    from safetensors.torch import load_file
+
+    weights = load_file(str(home.path(card.id) / "adapter_model.safetensors"))
+    assert any(k.endswith("lora_B.weight") and v.abs().sum() > 0 for k, v in weights.items())

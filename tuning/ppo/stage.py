@@ -1,0 +1,130 @@
+"""What every RL stage (ppo, grpo, rloo) shares: its prompts, the reward model (checked against the
+policy's tokenizer), the registered result with lineage to the SFT and reward entries, and curves."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from agentkit.errors import BadInputError
+from agentkit.registry import ModelCard, Registry, SourceInfo
+from agentkit.tuning.ppo.policy import PolicySource, save_folded_adapter
+
+CURVES_FILE = "training_curves.png"
+METRICS_FILE = "metrics.json"
+LOG_FILE = "rl_log.json"
+
+
+@dataclass
+class Prompts:
+    train: list[list[dict]]
+    eval: list[list[dict]]
+    sha256: str
+    rows: int
+
+
+def load_stage_prompts(config: Any) -> Prompts:
+    """The `data:` block's prompts (a prompt file or a preference file's prompts), split into
+    train / held-out as the preference stages split pairs."""
+    from agentkit.registry.store import sha256_file
+    from agentkit.tuning.preference import load_prompts, split_pairs
+
+    data = config.data
+    prompts = load_prompts(data.train, limit=data.max_rows)
+    if data.eval is not None:
+        train, held = prompts, load_prompts(data.eval, limit=data.max_rows)
+        digest = f"{sha256_file(Path(data.train))}:{sha256_file(Path(data.eval))}"
+    else:
+        train, held = split_pairs(prompts, data.eval_fraction, data.seed)
+        digest = sha256_file(Path(data.train))
+    if not train:
+        raise BadInputError(f"data.train: {data.train} gave no training prompts.", fix="add prompts, or lower eval_fraction.")
+    return Prompts(train, held, digest, len(prompts))
+
+
+def load_reward(registry: Registry, reward_id: str) -> Any:
+    """The reward stage's model (B1's RewardModel: scores prompt + response through the chat
+    template it was trained with); anything but a reward entry is refused there, with the fix."""
+    from agentkit.models.reward import RewardModel
+
+    return RewardModel.load(reward_id, registry)
+
+
+def check_fresh_output(registry: Registry, config: Any, resume: bool) -> None:
+    if resume:
+        raise BadInputError(
+            f"method {config.method!r} does not keep checkpoints, so --resume has nothing to continue.",
+            fix="run the stage again without --resume (in a pipeline: --stage NAME).",
+        )
+    if config.output in registry:
+        raise BadInputError(
+            f"output {config.output!r} already exists in the registry.",
+            fix=f"choose another `output:` or `agentkit models rm {config.output}`.",
+        )
+
+
+def register_rl_result(registry: Registry, config: Any, source: PolicySource, peft_model: Any, tokenizer: Any,
+                       reward_id: str, prompts: Prompts, metrics: dict[str, Any], log: list[dict[str, Any]],
+                       curves: dict[str, str], extra_lineage: dict[str, Any]) -> ModelCard:  # fmt: skip
+    """Publish the trained policy: one LoRA over the raw base (the SFT LoRA folded in), its log,
+    metrics.json and training_curves.png, with lineage to the SFT and reward entries."""
+    reward_card = registry.card(reward_id)
+
+    def write(stage: Path) -> dict[str, Any]:
+        save_folded_adapter(peft_model, source, stage, tokenizer)
+        (stage / LOG_FILE).write_text(json.dumps(log, indent=1))
+        (stage / METRICS_FILE).write_text(json.dumps({"final": metrics, "steps": log}, indent=1))
+        plot_curves(log, curves, stage / CURVES_FILE)
+        return {
+            "kind": "adapter",
+            "task": "causal_lm",
+            "base": source.base,
+            "method": config.method,
+            "source": SourceInfo(type="tuning", ref=config.output),
+            "chat_template": tokenizer.chat_template,
+            "metrics": metrics,
+            "lineage": {
+                **source.lineage(),
+                "reward_model": reward_id,
+                "reward_weights_sha256": reward_card.weights,
+                "config": config.to_yaml_dict(),
+                "data_sha256": prompts.sha256,
+                "data_rows": prompts.rows,
+                "train_prompts": len(prompts.train),
+                "eval_prompts": len(prompts.eval),
+                "sft_lora_folded_in": source.sft_lora is not None,
+                **extra_lineage,
+            },
+        }
+
+    return registry.create_entry(config.output, write)
+
+
+def plot_curves(log: list[dict[str, Any]], panels: dict[str, str], path: Path) -> None:
+    """One panel per logged key in `panels` (key -> title), by step; a PNG."""
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    shown = {k: t for k, t in panels.items() if any(k in e for e in log)}
+    cols = max(1, min(3, len(shown)))
+    rows = max(1, -(-len(shown) // cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(4.5 * cols, 3.4 * rows), squeeze=False)
+    for ax, (key, title) in zip(axes.flat, shown.items()):
+        points = [(e["step"], e[key]) for e in log if key in e and e[key] is not None]
+        if points:
+            ax.plot(*zip(*points), marker="." if len(points) < 40 else None)
+        ax.set(xlabel="step", title=title)
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(shown) :]:
+        ax.axis("off")
+    fig.tight_layout()
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=80)
+    plt.close(fig)
+    os.replace(tmp, path)
