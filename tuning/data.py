@@ -22,14 +22,15 @@ SUFFIXES = (".json", ".jsonl", ".csv", ".tsv")
 # Canonical field names per format: (required, optional). `fields:` may only map these.
 FORMAT_FIELDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "alpaca": (("instruction", "output"), ("input", "system")),
-    "sharegpt": (("conversations",), ()),
-    "openai": (("messages",), ()),
+    "sharegpt": (("conversations",), ("tools",)),
+    "openai": (("messages",), ("tools",)),
     "text_label": (("text", "label"), ()),
 }
 SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
                   "system": "system"}
 CHAT_ROLES = ("system", "user", "assistant")
 TOOL_ROLES = ("tool", "function", "ipython")
+TOOL_SPEAKERS = ("function_call", "observation")  # sharegpt tool turns (LLaMA-Factory names)
 
 
 class DataConfig(BaseModel):
@@ -289,9 +290,26 @@ def _alpaca(row: _Row) -> ChatExample:
                                  {"role": "assistant", "content": output}])
 
 
+def _tool_chat(row: _Row, column: str, turns: list, sharegpt: bool) -> ChatExample | None:
+    """Rows with tools or tool turns, rendered by the inference renderer (see tool_turns.py)."""
+    from agentkit.tuning import tool_turns
+
+    tools = tool_turns.row_tools(row)
+    has_turns = any(isinstance(t, dict) and (t.get("from") in TOOL_SPEAKERS or t.get("role") in TOOL_ROLES
+                                             or t.get("tool_calls") or t.get("function_call")) for t in turns)
+    if not tools and not has_turns:
+        return None  # a plain chat row: the path below, unchanged
+    messages = (tool_turns.sharegpt_messages(row, turns, tools, SHAREGPT_ROLES) if sharegpt
+                else tool_turns.openai_messages(row, turns, tools))
+    return _chat(row, tool_turns.render(messages, tools), column)
+
+
 def _sharegpt(row: _Row) -> ChatExample:
     column, messages = row.column("conversations"), []
-    for i, turn in enumerate(row.turns("conversations")):
+    turns = row.turns("conversations")
+    if (example := _tool_chat(row, column, turns, sharegpt=True)) is not None:
+        return example
+    for i, turn in enumerate(turns):
         field = f"{column}[{i}]"
         if not isinstance(turn, dict):
             row.fail(field, "must be an object", 'write turns as {"from": "human", "value": "..."}.')
@@ -305,15 +323,14 @@ def _sharegpt(row: _Row) -> ChatExample:
 
 def _openai(row: _Row) -> ChatExample:
     column, messages = row.column("messages"), []
-    for i, turn in enumerate(row.turns("messages")):
+    turns = row.turns("messages")
+    if (example := _tool_chat(row, column, turns, sharegpt=False)) is not None:
+        return example
+    for i, turn in enumerate(turns):
         field = f"{column}[{i}]"
         if not isinstance(turn, dict):
             row.fail(field, "must be an object", 'write turns as {"role": "user", "content": "..."}.')
         role = turn.get("role")
-        calls = next((key for key in ("tool_calls", "function_call") if key in turn), None)
-        if role in TOOL_ROLES or calls:
-            row.fail(f"{field}.{calls or 'role'}", f"tool turns ({calls or f'role {role!r}'}) are not "
-                     "supported for SFT yet", "drop tool turns from the data, or drop the row.")
         if role not in CHAT_ROLES:
             row.fail(f"{field}.role", f"unknown role {role!r}", f"use one of {', '.join(CHAT_ROLES)}.")
         messages.append(_message(row, f"{field}.content", role, turn.get("content")))

@@ -266,11 +266,12 @@ def test_sharegpt_unknown_speaker(tmp_path: Path) -> None:
     bad(path, "line 1", "conversations[1].from", contains="'bot'", format="sharegpt")
 
 
-def test_openai_tool_turn_not_supported(tmp_path: Path) -> None:
+def test_openai_tool_turn_without_a_call(tmp_path: Path) -> None:
+    # Tool turns are supported (tests/unit/test_tuning_toolcalls.py); a result with no call is not.
     msgs = [{"role": "user", "content": "hi"}, {"role": "tool", "content": "42"},
             {"role": "assistant", "content": "ok"}]
     path = write_jsonl(tmp_path / "o.jsonl", [{"messages": msgs}])
-    bad(path, "line 1", "messages[1].role", contains="not supported for SFT yet", format="openai")
+    bad(path, "line 1", "messages[1].content", contains="no tool call before it", format="openai")
 
 
 def test_invalid_json_string_in_csv_column(tmp_path: Path) -> None:

@@ -1,0 +1,170 @@
+"""Agent success rate on the goals of bench/agent_goals/: the built-in model vs the same base + an adapter.
+
+Every goal has automatic checks (files the agent must write, with the right content). Each goal runs
+in a fresh copy of its seed workspace, once per model, with the budgets its goal file sets (the same
+for both); success is the goal's checks passing after the run, re-checked here. Printed: success rate,
+mean steps and tokens per success for each model, and the adapter's difference in points.
+
+Run: .venv/bin/python bench/agent_eval.py --adapter smollm2-agent-lora [--limit 8] [--goals calc_add,write_hello]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+GOALS = Path(__file__).resolve().parent / "agent_goals"
+
+
+@dataclass
+class Outcome:
+    goal: str
+    passed: bool
+    status: str
+    steps: int
+    tokens: int
+    seconds: float
+    answer: str
+
+
+def goal_files(folder: Path, names: list[str] | None, limit: int | None) -> list[Path]:
+    files = sorted(folder.glob("*.yaml"))
+    if names:
+        known = {f.stem: f for f in files}
+        missing = [n for n in names if n not in known]
+        if missing:
+            raise SystemExit(f"unknown goal(s) {missing}; the goals are: {', '.join(known)}")
+        files = [known[n] for n in names]
+    return files[:limit]
+
+
+def stage(goal: Path, into: Path, model: str, adapter: str | None, max_tokens: int | None,
+          budgets: dict[str, Any]) -> Path:
+    """A copy of the goal file in `into`, with its seed workspace, the model under test and any
+    budget overrides (the same for every model)."""
+    import yaml
+
+    spec = yaml.safe_load(goal.read_text(encoding="utf-8"))
+    seed = goal.parent / spec.get("workspace", "workspace")
+    workspace = into / "workspace"
+    if seed.is_dir():
+        shutil.copytree(seed, workspace)
+    else:
+        workspace.mkdir(parents=True)
+    spec["workspace"] = "workspace"
+    spec["budgets"] = {**spec.get("budgets", {}), **budgets}
+    spec["model"] = {"model": model, "adapter": adapter, **({"max_tokens": max_tokens} if max_tokens else {})}
+    staged = into / goal.name
+    staged.write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
+    return staged
+
+
+def run_goal(goal: Path, model: str, adapter: str | None, max_tokens: int | None, budgets: dict[str, Any]) -> Outcome:
+    from agentkit.agents import Agent
+    from agentkit.agents.checks import run_check
+    from agentkit.agents.spec import load_goal
+
+    with tempfile.TemporaryDirectory(prefix=f"agent-eval-{goal.stem}-") as tmp:
+        staged = stage(goal, Path(tmp), model, adapter, max_tokens, budgets)
+        spec, workspace = load_goal(staged)
+        started = time.perf_counter()
+        try:
+            result = Agent.from_yaml(staged, runs_dir=Path(tmp) / "runs").run()
+        except Exception as exc:  # noqa: BLE001 -- one broken run must not end the whole eval
+            return Outcome(goal.stem, False, f"error: {type(exc).__name__}: {exc}", 0, 0,
+                           time.perf_counter() - started, "")
+        passed = bool(spec.checks) and all(run_check(c, workspace).passed for c in spec.checks)
+        return Outcome(goal.stem, passed, str(getattr(result.status, "value", result.status)), result.steps,
+                       int(result.tokens or 0), float(result.seconds or time.perf_counter() - started),
+                       str(result.final_answer or "")[:80])
+
+
+def summary(outcomes: list[Outcome]) -> dict[str, Any]:
+    wins = [o for o in outcomes if o.passed]
+    return {
+        "goals": len(outcomes),
+        "successes": len(wins),
+        "success_rate": len(wins) / len(outcomes) if outcomes else 0.0,
+        "mean_steps_per_success": sum(o.steps for o in wins) / len(wins) if wins else None,
+        "mean_tokens_per_success": sum(o.tokens for o in wins) / len(wins) if wins else None,
+        "minutes": sum(o.seconds for o in outcomes) / 60,
+    }
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--goals-dir", type=Path, default=GOALS)
+    parser.add_argument("--goals", default=None, help="comma-separated goal names (default: all)")
+    parser.add_argument("--limit", type=int, default=None, help="only the first N goals (bounds minutes)")
+    parser.add_argument("--model", default="smollm2-135m-instruct")
+    parser.add_argument("--adapter", default=None, help="adapter of --model to compare with the base")
+    parser.add_argument("--base-json", type=Path, default=None,
+                        help="take the base outcomes from an earlier --json of the same goals instead of rerunning "
+                        "them (decoding is greedy, so they repeat); the report says so")
+    parser.add_argument("--max-tokens", type=int, default=None, help="max new tokens per model call, both runs")
+    parser.add_argument("--max-steps", type=int, default=None, help="override every goal's max_steps (both models)")
+    parser.add_argument("--max-seconds", type=float, default=None,
+                        help="override every goal's max_seconds (both models); a busy machine makes steps slow")
+    parser.add_argument("--json", type=Path, default=None, help="write every outcome and the summaries here")
+    args = parser.parse_args(argv)
+
+    goals = goal_files(args.goals_dir, args.goals.split(",") if args.goals else None, args.limit)
+    from agentkit.registry import Registry
+
+    Registry.default().ensure(args.model)
+    budgets = {k: v for k, v in (("max_steps", args.max_steps), ("max_seconds", args.max_seconds)) if v}
+    report: dict[str, Any] = {"budget_overrides": budgets}
+    if args.base_json:
+        earlier = json.loads(args.base_json.read_text(encoding="utf-8"))["base"]
+        chosen = {g.stem for g in goals}
+        outcomes = [Outcome(**o) for o in earlier["outcomes"] if o["goal"] in chosen]
+        if {o.goal for o in outcomes} != chosen:
+            raise SystemExit(f"{args.base_json} lacks base outcomes for {sorted(chosen - {o.goal for o in outcomes})}")
+        report["base"] = {"summary": summary(outcomes), "outcomes": [asdict(o) for o in outcomes],
+                          "from": str(args.base_json)}
+        print(f"base: from {args.base_json} (an earlier run of these goals)")
+    runs = ([] if args.base_json else [("base", None)]) + ([("adapter", args.adapter)] if args.adapter else [])
+    if not runs:
+        raise SystemExit("nothing to run: pass --adapter, or drop --base-json")
+    for label, adapter in runs:
+        print(f"{label}: {args.model}{' + ' + adapter if adapter else ''}, {len(goals)} goals", flush=True)
+        outcomes = []
+        for goal in goals:
+            outcome = run_goal(goal, args.model, adapter, args.max_tokens, budgets)
+            outcomes.append(outcome)
+            print(f"  {outcome.goal:18s} {'PASS' if outcome.passed else 'fail'}  {outcome.status:18s} "
+                  f"steps {outcome.steps:2d}  tokens {outcome.tokens:5d}  {outcome.seconds:5.0f} s  "
+                  f"{outcome.answer!r}", flush=True)
+        report[label] = {"summary": summary(outcomes), "outcomes": [asdict(o) for o in outcomes]}
+    for label in ("base", "adapter"):
+        if label not in report:
+            continue
+        s = report[label]["summary"]
+        print(f"{label:8s} success {s['successes']}/{s['goals']} = {100 * s['success_rate']:.0f}%  "
+              f"steps/success {_fmt(s['mean_steps_per_success'], '.1f')}  "
+              f"tokens/success {_fmt(s['mean_tokens_per_success'], '.0f')}  {s['minutes']:.1f} min", flush=True)
+    if "base" in report and "adapter" in report:
+        base, tuned = report["base"]["summary"], report["adapter"]["summary"]
+        points = 100 * (tuned["success_rate"] - base["success_rate"])
+        print(f"adapter - base: {points:+.0f} points (target >= +15)")
+        report["points"] = points
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    sys.exit(main())
