@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import os
 
+from agentkit.lazy import lazy_exports
+
 # Nothing in agentkit may download from a hub; make transformers / sentence-transformers agree.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -14,10 +16,5 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 __version__ = "0.1.0"
 
 
-def __getattr__(name: str) -> object:
-    # `from agentkit import Agent` without importing langgraph / torch at `import agentkit`.
-    if name == "Agent":
-        from agentkit.agents.agent import Agent
-
-        return Agent
-    raise AttributeError(f"module 'agentkit' has no attribute {name!r}")
+# `from agentkit import Agent` without importing langgraph / torch at `import agentkit`.
+__getattr__ = lazy_exports(__name__, {"Agent": "agentkit.agents.agent"})

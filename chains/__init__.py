@@ -3,7 +3,9 @@ classification (adapter or label choice) and routing (by chain or adapter). Lazy
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from agentkit.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from agentkit.chains.classify import classify_chain
@@ -18,12 +20,7 @@ _LAZY = {
     "route_chain": "agentkit.chains.route",
     "Route": "agentkit.chains.route",
 }
-__all__ = sorted(_LAZY)
+__all__ = ["Route", "classify_chain", "rag_chain", "route_chain", "summarize_chain"]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'agentkit.chains' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _LAZY)

@@ -6,7 +6,9 @@ Results land in the registry as adapters (PEFT format) with their lineage. Insta
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from agentkit.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from agentkit.tuning.config import TrainConfig, TuneConfig
@@ -23,9 +25,4 @@ _LAZY = {
 __all__ = ["TrainConfig", "TuneConfig", "TuningMethod", "register_method", "train"]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'agentkit.tuning' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _LAZY)

@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from agentkit.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from agentkit.agents.agent import Agent, AgentResult
@@ -22,9 +24,4 @@ _LAZY = {
 __all__ = ["Agent", "AgentResult", "Budgets", "GoalSpec", "RunStore", "load_goal"]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'agentkit.agents' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _LAZY)

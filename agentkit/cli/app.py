@@ -28,9 +28,9 @@ app.add_typer(runs_cmd.app, name="runs")
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the app, map escaping errors to one line and an exit code."""
-    from agentkit.cli.errors import debug_enabled, report
-
     import os
+
+    from agentkit.cli.errors import debug_enabled, report
 
     # transformers' "Loading weights" bar is noise on a CLI that prints its own progress.
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")

@@ -3,7 +3,9 @@ and long-term vector memory for agents (`VectorMemory`: remember / recall, also 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from agentkit.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from agentkit.memory.conversation import ConversationMemory, RunnableWithMemory, with_memory
@@ -51,9 +53,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'agentkit.memory' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _LAZY)

@@ -5,7 +5,9 @@ Imports are lazy so that `import agentkit.models` (and `agentkit --help`) stay f
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from agentkit.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from agentkit.models.chat_model import LocalChatModel
@@ -25,9 +27,4 @@ _LAZY = {
 __all__ = ["LocalChatModel", "LocalClassifier", "LocalEmbeddings", "ModelSpec", "RewardModel", "load_chat_model"]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'agentkit.models' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _LAZY)
