@@ -33,7 +33,9 @@ def _records(runs: Path) -> list[dict]:
 
 
 def test_quickstart_goal_succeeds_with_the_builtin_model(registry, tmp_path: Path) -> None:
-    shutil.copytree(QUICKSTART, tmp_path / "qs", ignore=shutil.ignore_patterns("result.txt", "*.py"))
+    # the workspace is made by the run (a clean clone has none); plant a stale output in it first
+    shutil.copytree(QUICKSTART, tmp_path / "qs", ignore=shutil.ignore_patterns("workspace", "*.py"))
+    (tmp_path / "qs" / "workspace").mkdir()
     (tmp_path / "qs" / "workspace" / "result.txt").write_text("stale 50", encoding="utf-8")  # an old output
     proc = _agentkit("run", str(tmp_path / "qs" / "goal.yaml"), "--json", "--runs-dir", str(tmp_path / "runs"))
     out, err = proc.communicate(timeout=900)
