@@ -113,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--base-json", type=Path, default=None,
                         help="take the base outcomes from an earlier --json of the same goals instead of rerunning "
                         "them (decoding is greedy, so they repeat); the report says so")
+    parser.add_argument("--skip-base", action="store_true",
+                        help="run only the adapter (to run base and adapter as two processes; compare their --json)")
     parser.add_argument("--max-tokens", type=int, default=None, help="max new tokens per model call, both runs")
     parser.add_argument("--max-steps", type=int, default=None, help="override every goal's max_steps (both models)")
     parser.add_argument("--max-seconds", type=float, default=None,
@@ -135,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         report["base"] = {"summary": summary(outcomes), "outcomes": [asdict(o) for o in outcomes],
                           "from": str(args.base_json)}
         print(f"base: from {args.base_json} (an earlier run of these goals)")
-    runs = ([] if args.base_json else [("base", None)]) + ([("adapter", args.adapter)] if args.adapter else [])
+    runs = ([] if args.base_json or args.skip_base else [("base", None)]) + ([("adapter", args.adapter)] if args.adapter else [])
     if not runs:
         raise SystemExit("nothing to run: pass --adapter, or drop --base-json")
     for label, adapter in runs:

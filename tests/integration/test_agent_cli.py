@@ -21,10 +21,16 @@ ROOT = Path(__file__).resolve().parents[2]
 QUICKSTART = ROOT / "examples" / "quickstart"
 
 
+def _default_sigint() -> None:
+    # A shell starts background jobs (`make test &`, some CI runners) with SIGINT ignored, children
+    # inherit that, and Python then installs no KeyboardInterrupt handler: Ctrl-C would never land.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _agentkit(*args: str, **kwargs) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
-    return subprocess.Popen([sys.executable, "-m", "agentkit", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env, **kwargs)  # fmt: skip
+    return subprocess.Popen([sys.executable, "-m", "agentkit", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env, preexec_fn=_default_sigint, **kwargs)  # fmt: skip
 
 
 def _records(runs: Path) -> list[dict]:
