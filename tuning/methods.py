@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from agentkit.errors import BadInputError
+from agentkit.extension import check_new_name
 
 
 @dataclass(frozen=True)
@@ -41,12 +42,7 @@ _METHODS: dict[str, TuningMethod] = {}
 
 def register_method(method: TuningMethod) -> TuningMethod:
     """Add a tuning method; names are unique and must be registry-safe."""
-    if not method.name.replace("_", "").isalnum() or not method.name.islower():
-        raise BadInputError(f"Invalid method name {method.name!r}.", fix="use lower_snake_case.")
-    if method.name in _METHODS:
-        raise BadInputError(
-            f"Tuning method {method.name!r} is already registered.", fix="pick another method name."
-        )
+    check_new_name("tuning method", method.name, _METHODS)
     _METHODS[method.name] = method
     return method
 

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import re
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -15,13 +14,13 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from agentkit.errors import AgentkitError, BadInputError
+from agentkit.extension import NAME, check_new_name
 
 if TYPE_CHECKING:
     from langchain_core.tools import BaseTool
 
 ENTRY_POINT_GROUP = "agentkit.tools"
 MAX_OUTPUT_CHARS = 4000  # what one observation may add to a small model's context (~1k tokens)
-_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 # The modules whose import registers the built-in tools (imported on first lookup, not at import time,
 # so `import agentkit.tools` stays light and the modules can import this one).
 _BUILTIN_MODULES = (
@@ -88,16 +87,7 @@ def register_tool(factory: ToolFactory) -> ToolFactory:
             f"register_tool got {type(factory).__name__}, not a ToolFactory.",
             fix="wrap the tool: register_tool(ToolFactory(name=..., build=..., description=...)).",
         )
-    if not _NAME.match(factory.name):
-        raise BadInputError(
-            f"Tool name {factory.name!r} is not lower_snake_case (a letter, then letters, digits, _).",
-            fix="rename the ToolFactory, e.g. 'my_tool'.",
-        )
-    if factory.name in _FACTORIES:
-        raise BadInputError(
-            f"A tool named {factory.name!r} is already registered ({_FACTORIES[factory.name].description!r}).",
-            fix=f"rename yours, e.g. '{factory.name}_2' or 'mypkg_{factory.name}'.",
-        )
+    check_new_name("tool", factory.name, _FACTORIES)
     if not (isinstance(factory.options, type) and issubclass(factory.options, BaseModel)):
         raise BadInputError(f"Tool {factory.name!r}: options must be a pydantic model class.",
                             fix="pass options=MyOptions (a BaseModel with extra='forbid').")  # fmt: skip
@@ -197,7 +187,7 @@ def _build_one(spec: str | Mapping[str, Any], where: str, context: ToolContext) 
     except BadInputError as exc:  # name the entry: a goal may list the same tool twice
         raise BadInputError(f"{where} ({factory.name}): {exc.message}", fix=exc.fix) from None
     updates = {k: spec[k] for k in ("tool_name", "description") if spec.get(k) is not None}
-    if "tool_name" in updates and not _NAME.match(str(updates["tool_name"])):
+    if "tool_name" in updates and not NAME.fullmatch(str(updates["tool_name"])):
         raise BadInputError(f"{where}.tool_name {updates['tool_name']!r} is not lower_snake_case.",
                             fix="use letters, digits and _, starting with a letter.")  # fmt: skip
     if updates:  # a copy: a factory may hand out one shared tool (the calculator does)

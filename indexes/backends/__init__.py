@@ -5,7 +5,6 @@ A backend is a LangChain `VectorStore` that also takes precomputed vectors by id
 
 from __future__ import annotations
 
-import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel
 
 from agentkit.errors import BadInputError
+from agentkit.extension import check_new_name
 
 if TYPE_CHECKING:
     import numpy as np
@@ -85,12 +85,7 @@ _BACKENDS: dict[str, BackendSpec] = {}
 
 def register_backend(spec: BackendSpec) -> BackendSpec:
     """Add a vector backend; names are unique lower_snake_case and options forbid unknown fields."""
-    if not re.fullmatch(r"[a-z][a-z0-9_]*", spec.name):
-        raise BadInputError(f"Invalid backend name {spec.name!r}.", fix="use lower_snake_case.")
-    if spec.name in _BACKENDS:
-        raise BadInputError(
-            f"Index backend {spec.name!r} is already registered.", fix="pick another backend name."
-        )
+    check_new_name("index backend", spec.name, _BACKENDS)
     if spec.options_class.model_config.get("extra") != "forbid":
         raise BadInputError(
             f"Options class {spec.options_class.__name__} of backend {spec.name!r} accepts unknown fields.",

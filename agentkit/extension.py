@@ -1,0 +1,26 @@
+"""What every `register_*` extension point checks first: a lower_snake_case name (it is written
+into artifacts and configs) that is not taken yet. Each caller adds the checks of its own kind."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Container
+
+from agentkit.errors import BadInputError
+
+NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
+
+
+def check_new_name(kind: str, name: object, taken: Container[str]) -> str:
+    """`name` if it is valid and free; else one BadInputError naming the `kind` ("tool", ...) and the fix."""
+    if not isinstance(name, str) or not NAME.fullmatch(name):
+        raise BadInputError(
+            f"{kind.capitalize()} name {name!r} is not lower_snake_case (a letter, then letters, digits, _).",
+            fix=f"rename it, e.g. 'my_{kind.replace(' ', '_')}'.",
+        )
+    if name in taken:
+        raise BadInputError(
+            f"A {kind} named {name!r} is already registered.",
+            fix=f"rename yours, e.g. '{name}_2' or 'mypkg_{name}'.",
+        )
+    return name
