@@ -5,29 +5,37 @@ reward / KL curves saved as PNG. Prints the minutes each part took.
 Stages (each through `agentkit.tuning`, into an isolated registry at bench/out/ppo-home; an entry
 already there is reused unless --fresh): sft (by default none: SmolLM2-135M-Instruct is itself a
 supervised fine-tune and is the SFT policy; --sft-steps N trains a LoRA on prompt + chosen
-answers first), reward (pairwise on the pairs: the score head alone on cached features by
-default, --reward-layers 2 for bench/reward_eval.py's top2 recipe), ppo (the SFT policy + a
-fresh LoRA). The defaults are sized for 2 shared CPU cores under `nice`.
-Held-out prompts: the first --heldout prompts after a seeded shuffle, never trained on by any stage.
-Evaluation: --samples responses per held-out prompt from each policy (same sampling, same seeds),
-each scored by the reward model; KL = mean over PPO's samples of sum_t log pi_ppo - log pi_sft.
+answers first), reward (pairwise on the training pairs: the mean-difference score head on cached
+features by default, bench/reward_eval.py's `head` recipe; --reward-layers 2 for `top2`), ppo (the
+SFT policy + a fresh LoRA, on the training pairs' prompts).
+Split (after a shuffle with --seed): the first --heldout-pairs pairs are held out -- the reward
+model's pairwise accuracy is measured on them, and their first --heldout distinct prompts
+evaluate the policies; the next --pairs pairs whose prompt is not held out train every stage.
+Evaluation: --samples responses per held-out prompt from each policy (the same sampling seeds for
+both), each scored by the reward model; the gain's standard error is over prompts (paired);
+KL = mean over PPO's samples of sum_t log pi_ppo - log pi_sft.
 
-Data: --data (default ../shared/data/pref_dpo_demo/dpo_en_demo.json; HH-RLHF works too); skipped
-with a message when absent.
+Data: --data (default ../shared/data/hh_rlhf/harmless_test.part1.jsonl; pref_dpo_demo works too);
+skipped with a message when absent.
 
-Run:  OMP_NUM_THREADS=1 nice -n 15 .venv/bin/python bench/ppo_eval.py [--ppo-steps 10] [--lr 5e-4] [--fresh]
+Run:  OMP_NUM_THREADS=2 .venv/bin/python bench/ppo_eval.py --fresh [--seed 1] [--ppo-steps 30] [--lr 1e-3]
 
-Results (2 CPU cores shared with four other jobs, pref_dpo_demo EN, 64 training pairs, 12 held-out
-prompts x 2 samples, 10 PPO steps x 8 rollouts, 24 new tokens):
-  reward model (score head alone, 1.7 min): held-out pairwise accuracy 0.50 (6 pairs) -- no better
-    than chance, so the "reward" PPO climbs here is close to a random linear probe.
-  --lr 5e-4, ppo_epochs 2 (17 min): RM score SFT +0.144, PPO +0.138 (gain -0.005 = -0.01 SFT std),
-    PPO ahead on 8/12 prompts, KL(PPO || SFT) 0.92 nats / response.
-  --lr 3e-3, ppo_epochs 4 (19 min): SFT +0.144, PPO +0.157 (gain +0.014 = +0.02 SFT std), 8/12
-    prompts, KL 24.3 nats: the clip fraction sat at ~0.5 and the KL ran away, since beta barely
-    moves with the default kl_horizon of 10,000 rollouts against 80 in the run.
-  Neither run showed a gain above noise. That needs a reward model with signal (the top2 recipe,
-  --reward-layers 2) and more rollouts than these budgets held.
+Results (2 CPU cores, nothing else running; hh_rlhf harmless, 250 training pairs, 150 held-out
+pairs, 32 held-out prompts x 2 samples, 30 PPO steps x 8 rollouts = 240, 24 new tokens, LoRA r=8,
+lr 1e-3, 2 PPO epochs, beta 0.05 adaptive towards 4 nats with horizon 40):
+  --seed 0 (13.5 min: reward 1.4, ppo 9.4, eval 2.7): reward model held-out accuracy 0.587 (150
+    pairs). RM score SFT +0.297, PPO +0.381: gain +0.084 +- 0.030 (1 s.e.; 2.8 s.e.; 0.18 SFT std),
+    PPO ahead on 23/32 prompts (72%); KL(PPO || SFT) 6.96 nats / response (training KL max 6.8,
+    beta 0.050 -> 0.030 -> 0.038).
+SEED1_RESULT
+  The training curve of the score is noisy (each batch is 8 different prompts, and the prompt moves
+  the score more than the policy does); the held-out comparison pairs the same prompts.
+Earlier runs (pref_dpo_demo, 64 pairs, 10 steps x 8 rollouts, a score head trained on 58 pairs that
+was at chance on its held-out pairs, beta 0.05 with horizon 10,000): no gain (+0.144 -> +0.138 at
+lr 5e-4; +0.157 with KL 24 nats at lr 3e-3). With no signal in the reward model there is nothing to
+climb; with Ziegler's horizon beta cannot react within 80 rollouts.
+Sanity check of the optimiser alone (bench/ppo_sanity.py): with the score replaced by minus the
+response length, 12 steps at lr 1e-3 took the mean length from 21 to 1.6 tokens.
 """
 
 from __future__ import annotations
@@ -113,20 +121,33 @@ def sample_and_score(model: Any, ref: Any | None, tokenizer: Any, reward: Any, p
     return scores, kls
 
 
+def pair_accuracy(reward: Any, pairs: list[Any]) -> float:
+    """Share of pairs with r(chosen) > r(rejected)."""
+    chosen = reward.score([p.prompt for p in pairs], [p.chosen for p in pairs])
+    rejected = reward.score([p.prompt for p in pairs], [p.rejected for p in pairs])
+    return sum(c > r for c, r in zip(chosen, rejected)) / len(pairs)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "pref_dpo_demo" / "dpo_en_demo.json")
-    parser.add_argument("--pairs", type=int, default=64, help="training pairs (sft, reward, ppo prompts)")
-    parser.add_argument("--heldout", type=int, default=12, help="held-out prompts for the evaluation")
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "hh_rlhf" / "harmless_test.part1.jsonl")
+    parser.add_argument("--pairs", type=int, default=250, help="training pairs (sft, reward; their prompts for ppo)")
+    parser.add_argument("--heldout-pairs", type=int, default=150,
+                        help="held-out pairs: the reward model's accuracy, and the evaluation prompts")
+    parser.add_argument("--heldout", type=int, default=32, help="held-out prompts for the policy evaluation")
     parser.add_argument("--sft-steps", type=int, default=0,
                         help="0: the built-in instruct model is the SFT policy; N: train an SFT LoRA N steps first")
     parser.add_argument("--reward-layers", type=int, default=0,
-                        help="reward.train_layers: 0 = the score head alone (cached features, cheapest), 2 = top2")
+                        help="reward.train_layers: 0 = the mean-difference head alone (cached features), 2 = top2")
     parser.add_argument("--ppo-epochs", type=int, default=2)
-    parser.add_argument("--lr", type=float, default=5e-4, help="PPO learning rate (LoRA and value head)")
-    parser.add_argument("--max-length", type=int, default=128, help="prompt / pair tokens (longer ones are cut)")
+    parser.add_argument("--lr", type=float, default=1e-3, help="PPO learning rate (LoRA and value head)")
+    parser.add_argument("--kl-coef", type=float, default=0.05, help="initial beta")
+    parser.add_argument("--target-kl", type=float, default=4.0, help="nats per response")
+    parser.add_argument("--kl-horizon", type=int, default=40,
+                        help="rollouts; small, so that beta reacts within a run of a few hundred rollouts")
+    parser.add_argument("--max-length", type=int, default=128, help="prompt / pair tokens (the front is cut)")
     parser.add_argument("--samples", type=int, default=2, help="responses per held-out prompt and policy")
-    parser.add_argument("--ppo-steps", type=int, default=10)
+    parser.add_argument("--ppo-steps", type=int, default=30)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--max-new-tokens", type=int, default=24)
     parser.add_argument("--seed", type=int, default=0)
@@ -148,16 +169,17 @@ def main() -> int:
     t0 = time.perf_counter()
     pairs = load_preferences(args.data)
     random.Random(args.seed).shuffle(pairs)
-    seen, held, train_pairs = set(), [], []
-    for p in pairs:  # held-out prompts first, then training pairs whose prompt is not held out
-        key = json.dumps(p.prompt)
-        if len(held) < args.heldout and key not in seen:
+    # Held-out pairs first (the reward model's accuracy; the first --heldout distinct prompts among
+    # them evaluate the policies), then training pairs whose prompt is not held out.
+    held_pairs = pairs[: args.heldout_pairs]
+    held_keys = {json.dumps(p.prompt) for p in held_pairs}
+    held: list[list[dict]] = []
+    for p in held_pairs:
+        if len(held) < args.heldout and p.prompt not in held:
             held.append(p.prompt)
-            seen.add(key)
-        elif key not in seen and len(train_pairs) < args.pairs:
-            train_pairs.append(p)
+    train_pairs = [p for p in pairs[args.heldout_pairs :] if json.dumps(p.prompt) not in held_keys][: args.pairs]
     home = make_home(args.home)
-    sft_file, pref_file = write_stage_data(train_pairs, args.home.parent / "ppo-data")
+    sft_file, pref_file = write_stage_data(train_pairs, args.home.with_name(args.home.name + "-data"))
     common = {"max_length": args.max_length, "seed": args.seed}
     policy = BASE  # --sft-steps 0: the built-in SmolLM2-135M-Instruct (itself an SFT model) is the SFT policy
     sft_min = 0.0
@@ -172,14 +194,15 @@ def main() -> int:
     _, reward_min = stage(home, {
         "base": BASE, "method": "reward",
         "reward": {"peft": "full", "train_layers": args.reward_layers, "center": 0.01, "head_init": "mean_diff"},
-        "data": {"train": str(pref_file), "eval_fraction": 0.1},
+        "data": {"train": str(pref_file), "eval_fraction": 0},
         "train": {"epochs": 2, "learning_rate": 1e-4 if args.reward_layers == 0 else 2e-5, "batch_size": 16, **common},
         "output": "bench-reward",
     }, args.fresh)  # fmt: skip
     ppo, ppo_min = stage(home, {
         "base": policy, "method": "ppo",
         "ppo": {"reward_model": "bench-reward", "sampling": {"max_new_tokens": args.max_new_tokens},
-                "ppo_epochs": args.ppo_epochs, "init_kl_coef": 0.05, "target_kl": 4.0, "lora": {"r": 8, "alpha": 16}},
+                "ppo_epochs": args.ppo_epochs, "init_kl_coef": args.kl_coef, "target_kl": args.target_kl,
+                "kl_horizon": args.kl_horizon, "lora": {"r": 8, "alpha": 16}},
         "data": {"train": str(pref_file), "eval_fraction": 0},
         "train": {"max_steps": args.ppo_steps, "learning_rate": args.lr, "batch_size": args.batch_size, **common},
         "output": "bench-ppo",
@@ -187,39 +210,53 @@ def main() -> int:
 
     t_eval = time.perf_counter()
     reward = RewardModel.load("bench-reward", home)
+    rm_accuracy = pair_accuracy(reward, held_pairs)
     sft_model, tokenizer = PolicySource.resolve(home, policy).load(home)
     base = AutoModelForCausalLM.from_pretrained(home.path(BASE), dtype=torch.float32, local_files_only=True)
     ppo_model = PeftModel.from_pretrained(base, str(home.path("bench-ppo"))).merge_and_unload().eval()
     sft_model.eval()
     sft_scores, _ = sample_and_score(sft_model, None, tokenizer, reward, held, args.samples,
-                                          args.max_new_tokens, args.seed, args.max_length)  # fmt: skip
+                                     args.max_new_tokens, args.seed, args.max_length)  # fmt: skip
     ppo_scores, ppo_kl = sample_and_score(ppo_model, sft_model, tokenizer, reward, held, args.samples,
                                           args.max_new_tokens, args.seed, args.max_length)  # fmt: skip
     eval_min = (time.perf_counter() - t_eval) / 60
     mean = lambda xs: sum(xs) / len(xs)
     std = (sum((s - mean(sft_scores)) ** 2 for s in sft_scores) / max(1, len(sft_scores) - 1)) ** 0.5
-    wins = sum(p > s for p, s in zip(per_prompt_scores(ppo_scores, len(held), args.samples),
-                                     per_prompt_scores(sft_scores, len(held), args.samples)))  # fmt: skip
+    per_ppo = per_prompt_scores(ppo_scores, len(held), args.samples)
+    per_sft = per_prompt_scores(sft_scores, len(held), args.samples)
+    diffs = [p - s for p, s in zip(per_ppo, per_sft)]
+    se = (sum((d - mean(diffs)) ** 2 for d in diffs) / max(1, len(diffs) - 1) / len(diffs)) ** 0.5
+    wins = sum(d > 0 for d in diffs)
     result = {
-        "data": str(args.data), "train_pairs": len(train_pairs), "heldout_prompts": len(held),
-        "samples_per_prompt": args.samples, "ppo_steps": args.ppo_steps, "ppo_epochs": args.ppo_epochs, "lr": args.lr,
+        "data": str(args.data), "train_pairs": len(train_pairs), "heldout_pairs": len(held_pairs),
+        "heldout_prompts": len(held), "samples_per_prompt": args.samples, "ppo_steps": args.ppo_steps,
+        "rollouts": ppo.metrics.get("rollouts"), "ppo_epochs": args.ppo_epochs, "lr": args.lr,
+        "kl_coef_init": args.kl_coef, "target_kl": args.target_kl, "kl_horizon": args.kl_horizon,
+        "reward_heldout_accuracy": rm_accuracy,
         "score_sft": mean(sft_scores), "score_ppo": mean(ppo_scores),
         "score_gain": mean(ppo_scores) - mean(sft_scores),
+        "score_gain_se": se,
         "score_gain_in_sft_std": (mean(ppo_scores) - mean(sft_scores)) / std if std else None,
         "prompt_win_rate_ppo_over_sft": wins / len(held),
         "kl_ppo_to_sft": mean(ppo_kl),
         "train_log_score_first_last": [ppo.metrics.get("score_first"), ppo.metrics.get("score_last")],
-        "train_kl_max": ppo.metrics.get("kl_max"),
+        "train_kl_max": ppo.metrics.get("kl_max"), "kl_coef_last": ppo.metrics.get("kl_coef_last"),
         "minutes": {"sft": round(sft_min, 2), "reward": round(reward_min, 2), "ppo": round(ppo_min, 2),
                     "eval": round(eval_min, 2), "total": round((time.perf_counter() - t0) / 60, 2)},
         "curves": str(home.path("bench-ppo") / "training_curves.png"),
     }  # fmt: skip
     args.json_out.write_text(json.dumps(result, indent=2))
-    print(f"held-out prompts: {len(held)} x {args.samples} samples; reward model bench-reward; data {args.data.name}")
+    print(f"reward model bench-reward: held-out pairwise accuracy {rm_accuracy:.3f} on {len(held_pairs)} pairs")
+    print(f"held-out prompts: {len(held)} x {args.samples} samples; data {args.data.name}; "
+          f"{result['rollouts']} PPO rollouts")  # fmt: skip
     print(f"  mean RM score   SFT {result['score_sft']:+.3f}   PPO {result['score_ppo']:+.3f}   "
-          f"gain {result['score_gain']:+.3f} ({result['score_gain_in_sft_std'] or 0:+.2f} SFT std)")
+          f"gain {result['score_gain']:+.3f} +- {se:.3f} (1 s.e., paired by prompt; "
+          f"{result['score_gain_in_sft_std'] or 0:+.2f} SFT std)")
     print(f"  PPO beats SFT on {wins}/{len(held)} prompts ({result['prompt_win_rate_ppo_over_sft']:.0%})")
     print(f"  KL(PPO || SFT) {result['kl_ppo_to_sft']:.3f} nats / response (sampled estimate, PPO's own samples)")
+    print(f"  training: score first quarter {result['train_log_score_first_last'][0]:+.3f}, last quarter "
+          f"{result['train_log_score_first_last'][1]:+.3f}; KL max {result['train_kl_max']:.2f}; "
+          f"beta {args.kl_coef} -> {result['kl_coef_last']:.3f}")
     print(f"  curves: {result['curves']}")
     print(f"  minutes: {result['minutes']}")
     return 0

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,6 +79,8 @@ class ToolError(AgentkitError):
 
 _FACTORIES: dict[str, ToolFactory] = {}
 _builtins_loaded = False
+_BUILTIN_NAMES: set[str] = set()
+_SHADOW_CHECKED: set[str] = set()  # built-in names already checked for a clashing entry point
 
 
 def register_tool(factory: ToolFactory) -> ToolFactory:
@@ -101,8 +104,10 @@ def _load_builtins() -> None:
         import importlib
 
         _builtins_loaded = True
+        before = set(_FACTORIES)
         for module in _BUILTIN_MODULES:
             importlib.import_module(module)
+        _BUILTIN_NAMES.update(set(_FACTORIES) - before)
 
 
 def _entry_points() -> list[Any]:
@@ -139,6 +144,16 @@ def get_factory(name: str) -> ToolFactory:
     """The factory for `name`, loading its entry point on first use."""
     _load_builtins()
     if name in _FACTORIES:
+        if name in _BUILTIN_NAMES and name not in _SHADOW_CHECKED:
+            _SHADOW_CHECKED.add(name)
+            for ep in _entry_points():
+                if ep.name == name:  # the built-in wins; say so instead of ignoring the plugin silently
+                    warnings.warn(
+                        f"Tool entry point {name!r} ({ep.value}) is ignored: {name!r} is a built-in tool. "
+                        "Rename the entry point and its ToolFactory in the package that declares it.",
+                        stacklevel=2,
+                    )
+                    break
         return _FACTORIES[name]
     for ep in _entry_points():
         if ep.name == name:

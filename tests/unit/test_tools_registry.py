@@ -153,6 +153,19 @@ def test_fake_entry_point_is_discovered_and_built(
     assert build_tools([{"name": "fake_echo", "prefix": "!"}], context)[0].invoke({"text": "x"}) == "! x"
 
 
+def test_fake_entry_point_named_like_a_builtin_is_ignored_with_a_warning(
+    monkeypatch: pytest.MonkeyPatch, context: ToolContext
+) -> None:
+    from agentkit.tools import registry
+
+    clash = importlib.metadata.EntryPoint("calculator", f"{__name__}:FAKE_FACTORY", "agentkit.tools")
+    monkeypatch.setattr(importlib.metadata, "entry_points", _fake_entry_points(clash))
+    monkeypatch.setattr(registry, "_SHADOW_CHECKED", set())
+    with pytest.warns(UserWarning, match=r"'calculator' \(.*FAKE_FACTORY\) is ignored: 'calculator' is a built-in"):
+        calc = build_tools(["calculator"], context)[0]
+    assert calc.invoke({"expression": "6 * 7"}) == "42"  # the built-in, not the plugin
+
+
 def test_fake_entry_point_that_is_broken_names_itself(
     monkeypatch: pytest.MonkeyPatch, context: ToolContext
 ) -> None:

@@ -44,8 +44,9 @@ class PPOMethodConfig(BaseModel):
     target_kl: float = Field(default=4.0, gt=0, description="target KL(policy || reference), nats per response")
     kl_horizon: int = Field(
         default=10000, gt=0,
-        description="controller horizon, in rollouts; a run of a few hundred rollouts needs a few hundred "
-        "here for beta to react within the run",
+        description="controller horizon, in rollouts: over a run beta can move by at most a factor "
+        "e^(0.2 * rollouts / horizon), so Ziegler's 10,000 keeps it all but fixed in a CPU run of a few "
+        "hundred rollouts; about rollouts / 5 lets it react",
     )  # fmt: skip
     whiten_advantages: bool = True
     score_clip: float | None = Field(default=None, gt=0, description="clip reward-model scores to +-this")

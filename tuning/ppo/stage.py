@@ -118,7 +118,14 @@ def plot_curves(log: list[dict[str, Any]], panels: dict[str, str], path: Path) -
     for ax, (key, title) in zip(axes.flat, shown.items()):
         points = [(e["step"], e[key]) for e in log if key in e and e[key] is not None]
         if points:
-            ax.plot(*zip(*points), marker="." if len(points) < 40 else None)
+            ax.plot(*zip(*points), marker="." if len(points) < 40 else None, alpha=0.5 if len(points) >= 10 else 1)
+        if len(points) >= 10:  # batches of a few prompts are noisy: a trailing running mean shows the trend
+            window = max(3, len(points) // 6)
+            values = [v for _, v in points]
+            means = [sum(values[max(0, i - window + 1) : i + 1]) / len(values[max(0, i - window + 1) : i + 1])
+                     for i in range(len(values))]  # fmt: skip
+            ax.plot([s for s, _ in points], means, color="C3", label=f"mean of last {window}")
+            ax.legend(fontsize=7, loc="best")
         ax.set(xlabel="step", title=title)
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(shown) :]:
