@@ -18,16 +18,22 @@ KL = mean over PPO's samples of sum_t log pi_ppo - log pi_sft.
 Data: --data (default ../shared/data/hh_rlhf/harmless_test.part1.jsonl; pref_dpo_demo works too);
 skipped with a message when absent.
 
-Run:  OMP_NUM_THREADS=2 .venv/bin/python bench/ppo_eval.py --fresh [--seed 1] [--ppo-steps 30] [--lr 1e-3]
+Run:  OMP_NUM_THREADS=2 .venv/bin/python bench/ppo_eval.py --fresh [--seeds 0 1 2] [--ppo-steps 30] [--lr 1e-3]
 
 Results (2 CPU cores, nothing else running; hh_rlhf harmless, 250 training pairs, 150 held-out
 pairs, 32 held-out prompts x 2 samples, 30 PPO steps x 8 rollouts = 240, 24 new tokens, LoRA r=8,
 lr 1e-3, 2 PPO epochs, beta 0.05 adaptive towards 4 nats with horizon 40):
-  --seed 0 (13.5 min: reward 1.4, ppo 9.4, eval 2.7): reward model held-out accuracy 0.587 (150
+  seed 0 (13.5 min: reward 1.4, ppo 9.4, eval 2.7): reward model held-out accuracy 0.587 (150
     pairs). RM score SFT +0.297, PPO +0.381: gain +0.084 +- 0.030 (1 s.e.; 2.8 s.e.; 0.18 SFT std),
     PPO ahead on 23/32 prompts (72%); KL(PPO || SFT) 6.96 nats / response (training KL max 6.8,
     beta 0.050 -> 0.030 -> 0.038).
-SEED1_RESULT
+  seed 1 (13.3 min): reward model 0.580. SFT +0.230, PPO +0.241: gain +0.012 +- 0.016, 18/32
+    prompts; KL 5.21 nats (training max 7.3, beta 0.05 -> 0.024).
+  seed 2 (34.9 min beside two other benches): reward model 0.547. SFT +0.139, PPO +0.143: gain
+    +0.005 +- 0.026, 17/32 prompts; KL 4.65 nats (training max 5.4).
+  Pooled (`--seeds 0 1 2` runs the three and prints this line): gain +0.034 +- 0.014 (2.4 s.e.),
+    PPO ahead on 58/96 prompts (60%), KL(PPO || SFT) 4.65-6.96 nats per response. One seed of three
+    carries most of the gain: 240 rollouts is a small budget (TRL's PPO examples use thousands).
   The training curve of the score is noisy (each batch is 8 different prompts, and the prompt moves
   the score more than the policy does); the held-out comparison pairs the same prompts.
 Earlier runs (pref_dpo_demo, 64 pairs, 10 steps x 8 rollouts, a score head trained on 58 pairs that
@@ -150,7 +156,8 @@ def main() -> int:
     parser.add_argument("--ppo-steps", type=int, default=30)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--max-new-tokens", type=int, default=24)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0],
+                        help="one run per seed (split, reward model, LoRA init, sampling); several are pooled")
     parser.add_argument("--home", type=Path, default=OUT / "ppo-home")
     parser.add_argument("--fresh", action="store_true", help="retrain every stage")
     parser.add_argument("--json-out", type=Path, default=OUT / "ppo_eval.json")
@@ -158,6 +165,31 @@ def main() -> int:
     if not args.data.is_file():
         print(f"skipped: {args.data} not found (pass --data PATH to a preference file)")
         return 0
+    results = []
+    for seed in args.seeds:
+        many = len(args.seeds) > 1
+        home = args.home.with_name(f"{args.home.name}-s{seed}") if many else args.home
+        json_out = args.json_out.with_name(f"{args.json_out.stem}_seed{seed}.json") if many else args.json_out
+        results.append(run_seed(args, seed, home, json_out))
+    if len(results) > 1:
+        print_pooled(results)
+    return 0
+
+
+def print_pooled(results: list[dict[str, Any]]) -> None:
+    """The seeds' gains pooled: mean of the per-seed gains, standard error from the per-seed ones."""
+    k = len(results)
+    gain = sum(r["score_gain"] for r in results) / k
+    se = sum(r["score_gain_se"] ** 2 for r in results) ** 0.5 / k
+    wins = sum(round(r["prompt_win_rate_ppo_over_sft"] * r["heldout_prompts"]) for r in results)
+    prompts = sum(r["heldout_prompts"] for r in results)
+    kls = [r["kl_ppo_to_sft"] for r in results]
+    print(f"pooled over seeds {[r['seed'] for r in results]}: gain {gain:+.3f} +- {se:.3f} (1 s.e.), "
+          f"PPO ahead on {wins}/{prompts} prompts, KL(PPO || SFT) {min(kls):.2f}-{max(kls):.2f} nats")  # fmt: skip
+
+
+def run_seed(args: argparse.Namespace, seed: int, home_dir: Path, json_out: Path) -> dict[str, Any]:
+    """Every stage and the evaluation for one seed; the result dict (also written to json_out)."""
     import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
@@ -168,7 +200,7 @@ def main() -> int:
 
     t0 = time.perf_counter()
     pairs = load_preferences(args.data)
-    random.Random(args.seed).shuffle(pairs)
+    random.Random(seed).shuffle(pairs)
     # Held-out pairs first (the reward model's accuracy; the first --heldout distinct prompts among
     # them evaluate the policies), then training pairs whose prompt is not held out.
     held_pairs = pairs[: args.heldout_pairs]
@@ -178,9 +210,9 @@ def main() -> int:
         if len(held) < args.heldout and p.prompt not in held:
             held.append(p.prompt)
     train_pairs = [p for p in pairs[args.heldout_pairs :] if json.dumps(p.prompt) not in held_keys][: args.pairs]
-    home = make_home(args.home)
-    sft_file, pref_file = write_stage_data(train_pairs, args.home.with_name(args.home.name + "-data"))
-    common = {"max_length": args.max_length, "seed": args.seed}
+    home = make_home(home_dir)
+    sft_file, pref_file = write_stage_data(train_pairs, home_dir.with_name(home_dir.name + "-data"))
+    common = {"max_length": args.max_length, "seed": seed}
     policy = BASE  # --sft-steps 0: the built-in SmolLM2-135M-Instruct (itself an SFT model) is the SFT policy
     sft_min = 0.0
     if args.sft_steps:
@@ -216,9 +248,9 @@ def main() -> int:
     ppo_model = PeftModel.from_pretrained(base, str(home.path("bench-ppo"))).merge_and_unload().eval()
     sft_model.eval()
     sft_scores, _ = sample_and_score(sft_model, None, tokenizer, reward, held, args.samples,
-                                     args.max_new_tokens, args.seed, args.max_length)  # fmt: skip
+                                     args.max_new_tokens, seed, args.max_length)  # fmt: skip
     ppo_scores, ppo_kl = sample_and_score(ppo_model, sft_model, tokenizer, reward, held, args.samples,
-                                          args.max_new_tokens, args.seed, args.max_length)  # fmt: skip
+                                          args.max_new_tokens, seed, args.max_length)  # fmt: skip
     eval_min = (time.perf_counter() - t_eval) / 60
     mean = lambda xs: sum(xs) / len(xs)
     std = (sum((s - mean(sft_scores)) ** 2 for s in sft_scores) / max(1, len(sft_scores) - 1)) ** 0.5
@@ -228,7 +260,7 @@ def main() -> int:
     se = (sum((d - mean(diffs)) ** 2 for d in diffs) / max(1, len(diffs) - 1) / len(diffs)) ** 0.5
     wins = sum(d > 0 for d in diffs)
     result = {
-        "data": str(args.data), "train_pairs": len(train_pairs), "heldout_pairs": len(held_pairs),
+        "seed": seed, "data": str(args.data), "train_pairs": len(train_pairs), "heldout_pairs": len(held_pairs),
         "heldout_prompts": len(held), "samples_per_prompt": args.samples, "ppo_steps": args.ppo_steps,
         "rollouts": ppo.metrics.get("rollouts"), "ppo_epochs": args.ppo_epochs, "lr": args.lr,
         "kl_coef_init": args.kl_coef, "target_kl": args.target_kl, "kl_horizon": args.kl_horizon,
@@ -236,6 +268,7 @@ def main() -> int:
         "score_sft": mean(sft_scores), "score_ppo": mean(ppo_scores),
         "score_gain": mean(ppo_scores) - mean(sft_scores),
         "score_gain_se": se,
+        "per_prompt_gain": diffs,
         "score_gain_in_sft_std": (mean(ppo_scores) - mean(sft_scores)) / std if std else None,
         "prompt_win_rate_ppo_over_sft": wins / len(held),
         "kl_ppo_to_sft": mean(ppo_kl),
@@ -245,8 +278,8 @@ def main() -> int:
                     "eval": round(eval_min, 2), "total": round((time.perf_counter() - t0) / 60, 2)},
         "curves": str(home.path("bench-ppo") / "training_curves.png"),
     }  # fmt: skip
-    args.json_out.write_text(json.dumps(result, indent=2))
-    print(f"reward model bench-reward: held-out pairwise accuracy {rm_accuracy:.3f} on {len(held_pairs)} pairs")
+    json_out.write_text(json.dumps(result, indent=2))
+    print(f"seed {seed}: reward model bench-reward: held-out pairwise accuracy {rm_accuracy:.3f} on {len(held_pairs)} pairs")
     print(f"held-out prompts: {len(held)} x {args.samples} samples; data {args.data.name}; "
           f"{result['rollouts']} PPO rollouts")  # fmt: skip
     print(f"  mean RM score   SFT {result['score_sft']:+.3f}   PPO {result['score_ppo']:+.3f}   "
@@ -259,7 +292,7 @@ def main() -> int:
           f"beta {args.kl_coef} -> {result['kl_coef_last']:.3f}")
     print(f"  curves: {result['curves']}")
     print(f"  minutes: {result['minutes']}")
-    return 0
+    return result
 
 
 def per_prompt_scores(scores: list[float], prompts: int, samples: int) -> list[float]:
