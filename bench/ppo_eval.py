@@ -34,6 +34,9 @@ lr 1e-3, 2 PPO epochs, beta 0.05 adaptive towards 4 nats with horizon 40):
   Pooled (`--seeds 0 1 2` runs the three and prints this line): gain +0.034 +- 0.014 (2.4 s.e.),
     PPO ahead on 58/96 prompts (60%), KL(PPO || SFT) 4.65-6.96 nats per response. One seed of three
     carries most of the gain: 240 rollouts is a small budget (TRL's PPO examples use thousands).
+  seed 1 with --ppo-steps 60 (480 rollouts; 53 min beside other jobs): SFT +0.230, PPO +0.241: gain
+    +0.011 +- 0.016, 19/32 prompts; KL 4.68 nats (training max 9.1): twice the rollouts did not help
+    this seed.
   The training curve of the score is noisy (each batch is 8 different prompts, and the prompt moves
   the score more than the policy does); the held-out comparison pairs the same prompts.
 Earlier runs (pref_dpo_demo, 64 pairs, 10 steps x 8 rollouts, a score head trained on 58 pairs that
