@@ -122,8 +122,10 @@ def plot_curves(log: list[dict[str, Any]], panels: dict[str, str], path: Path) -
         if len(points) >= 10:  # batches of a few prompts are noisy: a trailing running mean shows the trend
             window = max(3, len(points) // 6)
             values = [v for _, v in points]
-            means = [sum(values[max(0, i - window + 1) : i + 1]) / len(values[max(0, i - window + 1) : i + 1])
-                     for i in range(len(values))]  # fmt: skip
+            means = []
+            for i in range(len(values)):
+                recent = values[max(0, i - window + 1) : i + 1]
+                means.append(sum(recent) / len(recent))
             ax.plot([s for s, _ in points], means, color="C3", label=f"mean of last {window}")
             ax.legend(fontsize=7, loc="best")
         ax.set(xlabel="step", title=title)
