@@ -79,7 +79,6 @@ class ToolError(AgentkitError):
 
 _FACTORIES: dict[str, ToolFactory] = {}
 _builtins_loaded = False
-_BUILTIN_NAMES: set[str] = set()
 _SHADOW_CHECKED: set[str] = set()  # built-in names already checked for a clashing entry point
 
 
@@ -104,10 +103,8 @@ def _load_builtins() -> None:
         import importlib
 
         _builtins_loaded = True
-        before = set(_FACTORIES)
         for module in _BUILTIN_MODULES:
             importlib.import_module(module)
-        _BUILTIN_NAMES.update(set(_FACTORIES) - before)
 
 
 def _entry_points() -> list[Any]:
@@ -144,7 +141,8 @@ def get_factory(name: str) -> ToolFactory:
     """The factory for `name`, loading its entry point on first use."""
     _load_builtins()
     if name in _FACTORIES:
-        if name in _BUILTIN_NAMES and name not in _SHADOW_CHECKED:
+        builtin = getattr(_FACTORIES[name].build, "__module__", None) in _BUILTIN_MODULES
+        if builtin and name not in _SHADOW_CHECKED:
             _SHADOW_CHECKED.add(name)
             for ep in _entry_points():
                 if ep.name == name:  # the built-in wins; say so instead of ignoring the plugin silently
