@@ -44,7 +44,7 @@ was at chance on its held-out pairs, beta 0.05 with horizon 10,000): no gain (+0
 lr 5e-4; +0.157 with KL 24 nats at lr 3e-3). With no signal in the reward model there is nothing to
 climb; with Ziegler's horizon beta cannot react within 80 rollouts.
 Sanity check of the optimiser alone (bench/ppo_sanity.py): with the score replaced by minus the
-response length, 12 steps at lr 1e-3 took the mean length from 21 to 1.6 tokens.
+response length, 12 steps at lr 1e-3 took the mean length from 23.5 to 7.6 tokens.
 """
 
 from __future__ import annotations
