@@ -11,7 +11,7 @@ import random
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, NoReturn
+from typing import Any, Literal, NoReturn
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -247,15 +247,21 @@ class _Row:
             self.fail(self.column(name), "is empty", "fill it in, or drop the row.")
         return value
 
+    def json_cell(self, field: str, value: Any, fix: str) -> Any:
+        """`value` parsed when it is a string (CSV/TSV cells and some JSON exports hold JSON as text);
+        anything else as it is. Invalid JSON fails naming `field`, with `fix`."""
+        if not isinstance(value, str):
+            return value
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError as e:
+            self.fail(field, f"is not valid JSON ({e.msg} at char {e.pos})", fix)
+
     def turns(self, name: str) -> list:
         """A JSON list of turns; CSV/TSV cells (and some JSON exports) hold it as a JSON string."""
-        column, value = self.column(name), self.get(name, True)
-        if isinstance(value, str):
-            try:
-                value = json.loads(value)
-            except json.JSONDecodeError as e:
-                self.fail(column, f"is not valid JSON ({e.msg} at char {e.pos})",
-                          'write it as a JSON list, e.g. [{"from": "human", "value": "hi"}, ...].')
+        column = self.column(name)
+        value = self.json_cell(column, self.get(name, True),
+                               'write it as a JSON list, e.g. [{"from": "human", "value": "hi"}, ...].')  # fmt: skip
         if not isinstance(value, list) or not value:
             self.fail(column, f"must be a non-empty list of turns, got {type(value).__name__}",
                       "give every row a list of turn objects.")

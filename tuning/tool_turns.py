@@ -8,7 +8,6 @@ renderer: the tools in the system prompt, calls as `<tool_call>` JSON, results a
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # data.py imports this module; the runtime import goes the other way only
@@ -31,12 +30,8 @@ def row_tools(row: _Row) -> list[dict[str, Any]]:
     column, value = row.column("tools"), row.get("tools", False)
     if value is None or value == "":
         return []
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except json.JSONDecodeError as e:
-            row.fail(column, f"is not valid JSON ({e.msg} at char {e.pos})",
-                     'write it as a JSON list of function schemas, e.g. [{"name": "add", "parameters": {...}}].')
+    value = row.json_cell(column, value,
+                          'write it as a JSON list of function schemas, e.g. [{"name": "add", "parameters": {...}}].')  # fmt: skip
     if not isinstance(value, list):
         row.fail(column, f"must be a list of tool schemas, got {type(value).__name__}",
                  "give a JSON list of function schemas (or [] for none).")
@@ -54,21 +49,13 @@ def row_tools(row: _Row) -> list[dict[str, Any]]:
 
 def _call(row: _Row, field: str, raw: object, names: list[str], index: int) -> dict[str, Any]:
     """One {"name", "arguments"} object (arguments as an object or a JSON string) -> a LangChain tool call."""
-    if isinstance(raw, str):
-        try:
-            raw = json.loads(raw)
-        except json.JSONDecodeError as e:
-            row.fail(field, f"is not valid JSON ({e.msg} at char {e.pos})",
-                     'write the call as {"name": "tool", "arguments": {...}}.')
+    raw = row.json_cell(field, raw, 'write the call as {"name": "tool", "arguments": {...}}.')
     if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):
         row.fail(field, "must be an object with a string 'name'", 'write {"name": "tool", "arguments": {...}}.')
     name, args = raw["name"], raw.get("arguments", {})
-    if isinstance(args, str):
-        try:
-            args = json.loads(args) if args.strip() else {}
-        except json.JSONDecodeError as e:
-            row.fail(f"{field}.arguments", f"is not valid JSON ({e.msg} at char {e.pos})",
-                     "write the arguments as a JSON object.")
+    if isinstance(args, str) and not args.strip():
+        args = {}
+    args = row.json_cell(f"{field}.arguments", args, "write the arguments as a JSON object.")
     if not isinstance(args, dict):
         row.fail(f"{field}.arguments", f"must be an object, got {type(args).__name__}",
                  "write the arguments as a JSON object of name -> value.")

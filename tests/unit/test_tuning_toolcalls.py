@@ -158,6 +158,8 @@ def test_parallel_calls_and_results(tmp_path) -> None:
      [ADD], "conversations[1].value.arguments", "must be an object"),
     ([{"from": "human", "value": "q"}, {"from": "function_call", "value": "{oops"}],
      [ADD], "conversations[1].value", "not valid JSON"),
+    ([{"from": "human", "value": "q"}, {"from": "function_call", "value": '{"name": "add", "arguments": "{a: 1"}'}],
+     [ADD], "conversations[1].value.arguments", "not valid JSON"),
     ([{"from": "human", "value": "q"}, {"from": "observation", "value": "5"}, {"from": "gpt", "value": "a"}],
      [ADD], "conversations[1].value", "no tool call before it"),
     ([{"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}], "[{bad", "tools", "not valid JSON"),
