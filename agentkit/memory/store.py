@@ -40,6 +40,24 @@ CREATE TABLE IF NOT EXISTS summaries (
 """
 
 
+def _to_wal(path: Path) -> None:
+    """Create `path` if needed and switch it to WAL (readers never block the writer, nor it them).
+
+    The switch takes an exclusive lock that SQLite does not retry through the busy timeout: two
+    processes opening a new file at once made one fail with "database is locked". A file lock
+    serialises the switch; WAL then persists in the file and later opens skip it.
+    """
+    from filelock import FileLock
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with (
+        FileLock(f"{path}.lock", timeout=_BUSY_TIMEOUT_S),
+        closing(sqlite3.connect(path, timeout=_BUSY_TIMEOUT_S, isolation_level=None)) as conn,
+    ):
+        if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+            conn.execute("PRAGMA journal_mode=WAL")
+
+
 def memory_dir() -> Path:
     from agentkit.registry import default_home
 
@@ -60,14 +78,11 @@ class ConversationStore:
 
     def __init__(self, path: str | Path | None = None) -> None:
         self.path = Path(path).expanduser() if path else memory_dir() / "sessions.sqlite"
+        self._ready = False
 
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        # isolation_level=None: no implicit transactions; writes below open BEGIN IMMEDIATE, which
-        # takes the write lock up front, so two processes appending never interleave a turn.
+    def _prepare(self) -> None:
+        _to_wal(self.path)
         with closing(sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT_S, isolation_level=None)) as conn:
-            conn.execute("PRAGMA journal_mode=WAL")  # readers never block the writer, nor it them
             conn.executescript(_SCHEMA)
             row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
             if row is None:
@@ -79,6 +94,15 @@ class ConversationStore:
                     f"{self.path} was written by a newer agentkit (memory schema {row[0]} > {SCHEMA_VERSION}).",
                     fix="upgrade agentkit, or point the store at another file.",
                 )
+        self._ready = True
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        if not self._ready or not self.path.exists():
+            self._prepare()
+        # isolation_level=None: no implicit transactions; writes below open BEGIN IMMEDIATE, which
+        # takes the write lock up front, so two processes appending never interleave a turn.
+        with closing(sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT_S, isolation_level=None)) as conn:
             yield conn
 
     @contextmanager
@@ -194,7 +218,7 @@ def sqlite_checkpointer(path: str | Path | None = None) -> SqliteSaver:
     from langgraph.checkpoint.sqlite import SqliteSaver
 
     target = Path(path).expanduser() if path else memory_dir() / "checkpoints.sqlite"
-    target.parent.mkdir(parents=True, exist_ok=True)
+    _to_wal(target)  # SqliteSaver.setup asks for WAL too; a file already in WAL makes that a no-op
     # check_same_thread=False: LangGraph runs nodes on worker threads; SqliteSaver serialises
     # access with its own lock.
     return SqliteSaver(sqlite3.connect(target, check_same_thread=False, timeout=_BUSY_TIMEOUT_S))
