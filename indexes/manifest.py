@@ -72,8 +72,9 @@ class Manifest:
 
     @classmethod
     def open(cls, folder: Path) -> Manifest:
-        db = sqlite3.connect(str(folder / MANIFEST_FILE), check_same_thread=False, isolation_level=None)
-        db.execute("PRAGMA journal_mode=WAL")
+        from agentkit.sqlite_wal import connect_wal
+
+        db = connect_wal(folder / MANIFEST_FILE, check_same_thread=False, isolation_level=None)
         db.execute("PRAGMA synchronous=NORMAL")  # survives a killed process; fsync at checkpoints
         db.executescript(_SCHEMA)
         return cls(db)

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from agentkit.agents.spec import Budgets, Check, GoalSpec, load_goal
-from agentkit.agents.trace import STATE, TRACE, RunStore, TraceWriter, new_run_id
+from agentkit.agents.trace import STATE, TRACE, RunStore, TraceWriter
 from agentkit.errors import BadInputError
 
 # Statuses a run ends with, and whether it reached its goal (the CLI maps them to exit codes).
@@ -168,15 +168,14 @@ class Agent:
         if resume:
             folder = self.store.existing(resume)
             run_id = resume
-        else:
-            run_id = new_run_id(self.name)
-            folder = self.store.path(run_id)
         if self.files and not resume:
             self._prepare_workspace()
         if not self.workspace.is_dir():
             raise BadInputError(f"Workspace {self.workspace} does not exist.", fix="create it or fix `workspace:`.")
         chat_model = self._chat_model()
         tools = self._tools(chat_model)
+        if not resume:  # the run's folder appears once the model and tools are ready
+            run_id, folder = self.store.create(self.name)
         self.run_id = run_id
         writer = TraceWriter(folder / TRACE)
         records: list[dict[str, Any]] = []

@@ -31,7 +31,7 @@ def default_runs_dir() -> Path:
 
 def new_run_id(name: str) -> str:
     slug = "".join(c if c.isalnum() or c in "-_" else "-" for c in name.lower())[:24].strip("-") or "run"
-    return f"{time.strftime('%Y%m%d-%H%M%S')}-{slug}-{secrets.token_hex(2)}"
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-{slug}-{secrets.token_hex(4)}"
 
 
 class RunStore:
@@ -44,6 +44,18 @@ class RunStore:
         if not run_id or "/" in run_id or run_id.startswith("."):
             raise BadInputError(f"Invalid run id {run_id!r}.", fix="use an id from `agentkit runs list`.")
         return self.root / run_id
+
+    def create(self, name: str) -> tuple[str, Path]:
+        """A new run id and its folder, made here: two runs started in one second never share one."""
+        while True:
+            run_id = new_run_id(name)
+            folder = self.path(run_id)
+            folder.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                folder.mkdir()
+            except FileExistsError:
+                continue
+            return run_id, folder
 
     def existing(self, run_id: str) -> Path:
         folder = self.path(run_id)

@@ -15,13 +15,12 @@ from langchain_core.chat_history import BaseChatMessageHistory
 from langchain_core.messages import BaseMessage, BaseMessageChunk, message_chunk_to_message
 
 from agentkit.errors import BadInputError
+from agentkit.sqlite_wal import BUSY_TIMEOUT_S, connect_wal
 
 if TYPE_CHECKING:
     from langgraph.checkpoint.sqlite import SqliteSaver
 
 SCHEMA_VERSION = 1
-# A writer waits this long for another process's transaction before giving up (sqlite busy timeout).
-_BUSY_TIMEOUT_S = 30.0
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS messages (
@@ -38,24 +37,6 @@ CREATE TABLE IF NOT EXISTS summaries (
     updated REAL NOT NULL
 );
 """
-
-
-def _to_wal(path: Path) -> None:
-    """Create `path` if needed and switch it to WAL (readers never block the writer, nor it them).
-
-    The switch takes an exclusive lock that SQLite does not retry through the busy timeout: two
-    processes opening a new file at once made one fail with "database is locked". A file lock
-    serialises the switch; WAL then persists in the file and later opens skip it.
-    """
-    from filelock import FileLock
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with (
-        FileLock(f"{path}.lock", timeout=_BUSY_TIMEOUT_S),
-        closing(sqlite3.connect(path, timeout=_BUSY_TIMEOUT_S, isolation_level=None)) as conn,
-    ):
-        if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
-            conn.execute("PRAGMA journal_mode=WAL")
 
 
 def memory_dir() -> Path:
@@ -81,8 +62,7 @@ class ConversationStore:
         self._ready = False
 
     def _prepare(self) -> None:
-        _to_wal(self.path)
-        with closing(sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT_S, isolation_level=None)) as conn:
+        with closing(connect_wal(self.path, isolation_level=None)) as conn:
             conn.executescript(_SCHEMA)
             row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
             if row is None:
@@ -102,7 +82,7 @@ class ConversationStore:
             self._prepare()
         # isolation_level=None: no implicit transactions; writes below open BEGIN IMMEDIATE, which
         # takes the write lock up front, so two processes appending never interleave a turn.
-        with closing(sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT_S, isolation_level=None)) as conn:
+        with closing(sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)) as conn:
             yield conn
 
     @contextmanager
@@ -218,7 +198,6 @@ def sqlite_checkpointer(path: str | Path | None = None) -> SqliteSaver:
     from langgraph.checkpoint.sqlite import SqliteSaver
 
     target = Path(path).expanduser() if path else memory_dir() / "checkpoints.sqlite"
-    _to_wal(target)  # SqliteSaver.setup asks for WAL too; a file already in WAL makes that a no-op
     # check_same_thread=False: LangGraph runs nodes on worker threads; SqliteSaver serialises
-    # access with its own lock.
-    return SqliteSaver(sqlite3.connect(target, check_same_thread=False, timeout=_BUSY_TIMEOUT_S))
+    # access with its own lock. Its setup asks for WAL again: a no-op on a file already in WAL.
+    return SqliteSaver(connect_wal(target, check_same_thread=False))

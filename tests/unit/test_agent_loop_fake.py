@@ -120,7 +120,7 @@ def explode(text: str) -> str:
 @tool
 def hang(text: str) -> str:
     """Never returns in time."""
-    time.sleep(5)
+    time.sleep(60)  # abandoned in a daemon thread
     return "late"
 
 
@@ -139,7 +139,7 @@ def test_fake_tool_that_hangs_times_out(workspace: Path) -> None:
     agent, _ = _agent(workspace, script, tools=[hang], goals=["one"], budgets={"tool_timeout_s": 0.3})
     started = time.monotonic()
     result = agent.run()
-    assert time.monotonic() - started < 4
+    assert time.monotonic() - started < 30  # did not wait the tool's 60 s
     first = next(r for r in _trace(result) if r["type"] == "step")
     assert first["ok"] is False and "timed out" in first["observation"]
     assert result.status == "finished"

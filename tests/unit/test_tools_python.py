@@ -50,10 +50,12 @@ def test_timeout_kills_child_processes_too(tmp_path: Path) -> None:
     # a grandchild that outlives the timeout would keep writing; the process group is killed
     code = ("import subprocess, sys\n"
             "subprocess.Popen([sys.executable, '-c', 'import time\\nwhile True:\\n  open(\"tick\", \"a\").write(\"x\")\\n  time.sleep(0.05)'])\n"
+            "import os, time\n"
+            "while not os.path.exists('tick'): time.sleep(0.01)\n"  # the grandchild runs before the kill
             "while True: pass")  # fmt: skip
     if not unshare_works():
         pytest.skip("without a namespace the audit hook refuses to start processes (tested below)")
-    out = invoke_tool(_python(tmp_path, timeout_s=1.5, confine_writes=False), {"code": code}, timeout_s=30)
+    out = invoke_tool(_python(tmp_path, timeout_s=3, confine_writes=False), {"code": code}, timeout_s=30)
     assert not out.ok and "timed out" in out.error
     time.sleep(0.3)
     size = (tmp_path / "tick").stat().st_size

@@ -400,9 +400,12 @@ class FaissStore(VectorStore, VectorBackend):
 
 def _connect(path: str) -> sqlite3.Connection:
     # Autocommit mode: the only transactions are the explicit BEGIN IMMEDIATE ones in _write().
-    db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-    if path != ":memory:":
-        db.execute("PRAGMA journal_mode=WAL")  # readers (queries) never block the writer (index add)
+    from agentkit.sqlite_wal import connect_wal
+
+    if path == ":memory:":
+        db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+    else:  # WAL: readers (queries) never block the writer (index add)
+        db = connect_wal(path, check_same_thread=False, isolation_level=None)
         db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable at checkpoints, never corrupt
     db.executescript(_SCHEMA)
     return db
