@@ -33,7 +33,8 @@ def print_end(console: Any, end: dict[str, Any], trace_path: Any) -> None:
     style = _STYLE.get(end["status"], "white")
     console.print(
         f"[{style}][bold]{end['status']}[/bold][/{style}] after {end['steps']} steps, {end['tokens']} tokens, "
-        f"{end['seconds']:.1f}s  run {end['run_id']}  trace {escape(str(trace_path))}"
+        f"{end['seconds']:.1f}s  run {end['run_id']}  trace {escape(str(trace_path))}",
+        soft_wrap=True,  # the run id and path stay whole, to be copied
     )
     for check in end.get("checks") or []:
         mark = "[green]pass[/green]" if check["passed"] else "[red]fail[/red]"

@@ -32,6 +32,7 @@ def run(
     file; 130: Ctrl-C (continue with --resume RUN_ID).
     """
     from rich.console import Console
+    from rich.markup import escape
 
     from agentkit.agents.agent import SUCCESS, Agent
     from agentkit.agents.console import print_end, print_step
@@ -54,7 +55,9 @@ def run(
                 end = record
     except KeyboardInterrupt:
         records.close()  # Ctrl-C may land here, between steps: close the trace as interrupted
-        console.print(f"[yellow]interrupted[/yellow]; continue with: agentkit run {goal_file} --resume {agent.run_id}")
+        # soft_wrap: the command stays on one line, to be copied whole however narrow the terminal
+        console.print(f"[yellow]interrupted[/yellow]; continue with: agentkit run {escape(str(goal_file))} "
+                      f"--resume {agent.run_id}", soft_wrap=True)  # fmt: skip
         if as_json and agent.run_id:
             summary = agent.store.summary(agent.run_id)
             typer.echo(json.dumps({k: summary[k] for k in ("run_id", "status", "steps", "tokens", "seconds")}))
