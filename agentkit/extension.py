@@ -3,17 +3,17 @@ into artifacts and configs) that is not taken yet. Each caller adds the checks o
 
 from __future__ import annotations
 
-import re
 from collections.abc import Container
 
 from agentkit.errors import BadInputError
+from agentkit.names import EXTENSION_NAME
 
-NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
+NAME = EXTENSION_NAME.pattern  # matched whole (fullmatch), as everywhere
 
 
 def check_new_name(kind: str, name: object, taken: Container[str]) -> str:
     """`name` if it is valid and free; else one BadInputError naming the `kind` ("tool", ...) and the fix."""
-    if not isinstance(name, str) or not NAME.fullmatch(name):
+    if not EXTENSION_NAME.is_valid(name):
         raise BadInputError(
             f"{kind.capitalize()} name {name!r} is not lower_snake_case (a letter, then letters, digits, _).",
             fix=f"rename it, e.g. 'my_{kind.replace(' ', '_')}'.",

@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,6 +18,7 @@ from agentkit.indexes.backends import VectorBackend, get_backend
 from agentkit.indexes.manifest import Manifest
 from agentkit.indexes.spec import SPEC_FILE, IndexSpec, SplitterSpec, validate_index_name
 from agentkit.registry import Registry
+from agentkit.registry.staging import staging_dir
 from agentkit.registry.store import write_json_atomic
 
 if TYPE_CHECKING:
@@ -54,8 +54,12 @@ def _missing(name: str, registry: Registry) -> BadInputError:
     )
 
 
-def _exists(name: str) -> BadInputError:
-    return BadInputError(
+class IndexExistsError(BadInputError):
+    """`create` of a name that is taken; `open_or_create` catches it and adds to that index."""
+
+
+def _exists(name: str) -> IndexExistsError:
+    return IndexExistsError(
         f"Index {name!r} already exists.",
         fix=f"open it with open_index({name!r}), or `agentkit index rm {name}` first.",
     )
@@ -143,17 +147,13 @@ class Index:
         with _index_lock(registry, name):
             if (target / SPEC_FILE).is_file():
                 raise _exists(name)
-            staging = registry.root / "tmp" / f"index-{name}.{uuid.uuid4().hex}"
-            staging.mkdir(parents=True)
-            try:
+            with staging_dir(registry.root, f"index-{name}") as staging:
                 Manifest.open(staging).close()
                 write_json_atomic(staging / SPEC_FILE, spec.model_dump(mode="json"))
                 target.parent.mkdir(parents=True, exist_ok=True)
                 if target.exists():  # a folder without spec.json: a create that died before its rename
                     shutil.rmtree(target)
                 os.rename(staging, target)
-            finally:
-                shutil.rmtree(staging, ignore_errors=True)
             try:  # a backend that cannot open (a Chroma server that is down) takes the new folder with it
                 return cls._load(target, spec, registry, live)
             except BaseException:
@@ -191,14 +191,19 @@ class Index:
         registry = Registry(home)
         validate_index_name(name)
         if not (indexes_dir(registry) / name / SPEC_FILE).is_file():
-            return cls.create(
-                name,
-                embeddings=embeddings or "minilm-l6",
-                backend=backend or "faiss",
-                backend_options=backend_options,
-                splitter=splitter,
-                home=registry.root,
-            )
+            try:
+                return cls.create(
+                    name,
+                    embeddings=embeddings or "minilm-l6",
+                    backend=backend or "faiss",
+                    backend_options=backend_options,
+                    splitter=splitter,
+                    home=registry.root,
+                )
+            except IndexExistsError:
+                # Another `index add NAME` created it between our look and the index lock: add to
+                # that one, as if it had been there all along (its settings are checked below).
+                pass
         spec = IndexSpec.load(indexes_dir(registry) / name)
         requested: dict[str, object] = {"embedding": embeddings if isinstance(embeddings, str) else None}
         requested["backend"] = backend
@@ -338,17 +343,17 @@ def remove_index(name: str, *, home: str | Path | None = None) -> None:
     folder = indexes_dir(registry) / name
     if not (folder / SPEC_FILE).is_file():
         raise _missing(name, registry)
-    with _index_lock(registry, name):
-        spec = IndexSpec.load(folder)
-        backend_spec = get_backend(spec.backend)
-        # Data a backend keeps outside the folder (a Chroma server's collection) goes first; if the
-        # server is down this raises, and the index stays whole rather than half-removed.
-        backend = backend_spec.open(
-            folder, backend_spec.parse_options(dict(spec.backend_options)), None, name
-        )
-        backend.drop()
-        backend.close()
-        trash = registry.root / "tmp" / f"trash-index-{name}.{uuid.uuid4().hex}"
-        trash.parent.mkdir(parents=True, exist_ok=True)
-        os.rename(folder, trash)
-    shutil.rmtree(trash, ignore_errors=True)
+    # The trash is owned staging, emptied after the lock is released: a `rm` killed while
+    # deleting is finished by the next registry write.
+    with staging_dir(registry.root, f"trash-index-{name}", create=False) as trash:
+        with _index_lock(registry, name):
+            spec = IndexSpec.load(folder)
+            backend_spec = get_backend(spec.backend)
+            # Data a backend keeps outside the folder (a Chroma server's collection) goes first; if the
+            # server is down this raises, and the index stays whole rather than half-removed.
+            backend = backend_spec.open(
+                folder, backend_spec.parse_options(dict(spec.backend_options)), None, name
+            )
+            backend.drop()
+            backend.close()
+            os.rename(folder, trash)

@@ -5,28 +5,20 @@ Embedding model + dimension + fingerprint, splitter settings and backend are fix
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime
 from enum import Enum
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from agentkit.errors import BadInputError
+from agentkit.names import INDEX_NAME
 
 SPEC_FILE = "spec.json"
 SPEC_SCHEMA_VERSION = 1
-# Chroma collection names must start and end with [a-z0-9]; one rule for every backend.
-_NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9._-]{0,62}[a-z0-9])?$")
 
 
 def validate_index_name(name: str) -> str:
-    if not _NAME_RE.match(name):
-        raise BadInputError(
-            f"Invalid index name {name!r}.",
-            fix="use 1-64 characters of a-z, 0-9, '.', '_' or '-', starting and ending with a letter or digit.",
-        )
-    return name
+    return INDEX_NAME.check(name)
 
 
 class SplitterKind(str, Enum):

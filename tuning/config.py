@@ -119,15 +119,13 @@ class TuneConfig(BaseModel):
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> TuneConfig:
-        import yaml
+        from agentkit.config_io import load_yaml, validate
 
         path = Path(path)
         try:
-            raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+            raw = load_yaml(path)
         except FileNotFoundError:
             raise BadInputError(f"{path}: no such file.", fix="check the path of the tune config.") from None
-        except yaml.YAMLError as exc:
-            raise BadInputError(f"{path}: not valid YAML ({exc}).", fix="fix the YAML syntax.") from None
         if not isinstance(raw, dict):
             raise BadInputError(f"{path}: expected a mapping of keys.", fix="see examples/ for a tune.yaml.")
         # Relative data paths are relative to the config file, as a user reading it expects.
@@ -136,4 +134,4 @@ class TuneConfig(BaseModel):
             for key in ("train", "eval"):
                 if isinstance(data.get(key), str) and not Path(data[key]).is_absolute():
                     data[key] = str((path.parent / data[key]).resolve())
-        return cls.model_validate(raw)
+        return validate(cls, raw, path, fix="correct those fields (examples/*/tune.yaml show every field).")

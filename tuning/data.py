@@ -15,6 +15,7 @@ from typing import Any, Literal, NoReturn
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from agentkit.config_io import decode_utf8
 from agentkit.errors import BadInputError
 
 SUFFIXES = (".json", ".jsonl", ".csv", ".tsv")
@@ -121,11 +122,7 @@ def _read_rows(path: str | Path, config_field: str | None = None) -> tuple[list[
         where = f"`{config_field}:` in the data config" if config_field else "the path"
         raise BadInputError(f"{path}: no such file.", fix=f"point {where} at an existing {suffix} file.")
     raw = p.read_bytes()  # hash and parse the same bytes, so the hash describes what was trained on
-    try:
-        text = raw.decode("utf-8-sig")  # -sig: Excel writes a BOM before the header
-    except UnicodeDecodeError as e:
-        raise BadInputError(f"{path}: not UTF-8 text (bad byte at offset {e.start}).",
-                            fix="re-save the file as UTF-8.") from None
+    text = decode_utf8(path, raw, encoding="utf-8-sig")  # -sig: Excel writes a BOM before the header
     if suffix == ".jsonl":
         rows = _jsonl_rows(path, text)
     elif suffix == ".json":

@@ -10,8 +10,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from agentkit.config_io import load_yaml, validate
 from agentkit.errors import BadInputError
 from agentkit.registry import ModelCard, Registry
 from agentkit.tuning.config import TuneConfig
@@ -59,11 +60,9 @@ class StageResult:
 
 def is_pipeline_file(path: str | Path) -> bool:
     """A YAML mapping with a `stages:` key is a pipeline; anything else a single tune.yaml."""
-    import yaml
-
     try:
-        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError):
+        raw = load_yaml(path)
+    except (OSError, BadInputError):
         return False  # TuneConfig.from_yaml reports the file's problem
     return isinstance(raw, dict) and "stages" in raw
 
@@ -76,33 +75,20 @@ class Pipeline:
     def from_yaml(cls, path: str | Path) -> Pipeline:
         """Read the pipeline and every stage's config up front: a typo in stage 3 must not wait
         for stages 1 and 2 to train."""
-        import yaml
-
         path = Path(path)
         try:
-            raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+            raw = load_yaml(path)
         except FileNotFoundError:
             raise BadInputError(f"{path}: no such file.", fix="check the path of the pipeline file.") from None
-        try:
-            spec = PipelineSpec.model_validate(raw)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first.get("loc", ()))
-            raise BadInputError(f"{path}: field {where!r}: {first.get('msg')}.",
-                                fix="a pipeline has `name:` and `stages:` of {name, config} items.") from None  # fmt: skip
+        spec = validate(PipelineSpec, raw, path,
+                        fix="a pipeline has `name:` and `stages:` of {name, config} items.")  # fmt: skip
         stages = []
         for item in spec.stages:
             stage_path = (path.parent / item.config).resolve()
             try:
                 config = TuneConfig.from_yaml(stage_path)
-            except BadInputError as exc:
-                raise BadInputError(f"stage {item.name!r} ({stage_path}): {exc.message}", fix=exc.fix) from None
-            except ValidationError as exc:
-                first = exc.errors()[0]
-                where = ".".join(str(p) for p in first.get("loc", ()))
-                what = str(first.get("msg", "")).removeprefix("Value error, ")  # the method-block check names its field
-                raise BadInputError(f"stage {item.name!r} ({stage_path}): " + (f"field {where!r}: " if where else "")
-                                    + f"{what}.", fix="fix that stage's tune.yaml.") from None  # fmt: skip
+            except BadInputError as exc:  # its message starts with the stage's file
+                raise BadInputError(f"stage {item.name!r}: {exc.message}", fix=exc.fix) from None
             stages.append(Stage(item.name, config, stage_path))
         outputs = [s.config.output for s in stages]
         if len(set(outputs)) != len(outputs):

@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from agentkit.config_io import read_text
 from agentkit.errors import BadInputError
 
 FORMATS = ("auto", "sharegpt", "hh", "openai")
@@ -89,10 +90,7 @@ def _records(path: str | Path) -> list[dict]:
     if p.suffix.lower() not in (".json", ".jsonl"):
         raise BadInputError(f"{path}: preference data must be .json or .jsonl, not {p.suffix or '(no suffix)'!r}.",
                             fix="convert the file to JSON lines, one pair per line.")  # fmt: skip
-    try:
-        text = p.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError:
-        raise BadInputError(f"{path}: not UTF-8 text.", fix="re-save the file as UTF-8.") from None
+    text = read_text(p, encoding="utf-8-sig")
     if p.suffix.lower() == ".jsonl":
         records = []
         for number, line in enumerate(text.split("\n"), 1):
@@ -271,7 +269,7 @@ def load_prompts(path: str | Path, *, limit: int | None = None) -> list[list[dic
             raise BadInputError(
                 f"{path}: no such file.", fix="point the prompt file path at a .txt or .jsonl file."
             )
-        lines = [line.strip() for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
+        lines = [line.strip() for line in read_text(p, encoding="utf-8-sig").splitlines() if line.strip()]
         if not lines:
             raise BadInputError(f"{path}: holds no prompts.", fix="write one prompt per line.")
         return [[{"role": "user", "content": line}] for line in lines[:limit]]

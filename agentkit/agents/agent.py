@@ -117,9 +117,17 @@ class Agent:
 
         if isinstance(self.model, BaseChatModel):
             return self.model
+        from agentkit.models.chat_model import LocalChatModel
         from agentkit.models.provider import load_chat_model
 
-        return load_chat_model(self.model)
+        chat_model = load_chat_model(self.model)
+        if isinstance(chat_model, LocalChatModel):
+            # it loads lazily: an unknown id would surface at step 1, after the run's folder was made.
+            # The adapter first, so that no base is converted for a goal that is refused anyway.
+            registry = chat_model._registry()
+            for entry_id in filter(None, (chat_model.adapter, chat_model.model)):
+                registry.card(entry_id)
+        return chat_model
 
     def _tools(self, chat_model: Any) -> list[Any]:
         from agentkit.tools import ToolContext, build_tools
@@ -164,17 +172,22 @@ class Agent:
         from agentkit.agents.graph import LoopConfig, build_graph, initial_state
         from agentkit.agents.prompting import tool_schemas
         from agentkit.memory.store import sqlite_checkpointer
+        from agentkit.tools.confined import remove
 
         if resume:
             folder = self.store.existing(resume)
             run_id = resume
-        if self.files and not resume:
-            self._prepare_workspace()
-        if not self.workspace.is_dir():
-            raise BadInputError(f"Workspace {self.workspace} does not exist.", fix="create it or fix `workspace:`.")
+        # everything that can be refused is checked before anything is written: the model and its
+        # adapter exist, the tools build; only then the workspace and the run's folder appear
         chat_model = self._chat_model()
         tools = self._tools(chat_model)
-        if not resume:  # the run's folder appears once the model and tools are ready
+        if resume:
+            if not self.workspace.is_dir():
+                raise BadInputError(f"Workspace {self.workspace} of run {resume} is gone.",
+                                    fix="restore the folder, or start a new run without --resume.")  # fmt: skip
+        else:
+            stale = [self._confined(output, "outputs") for output in self.outputs]
+            self._prepare_workspace()
             run_id, folder = self.store.create(self.name)
         self.run_id = run_id
         writer = TraceWriter(folder / TRACE)
@@ -199,8 +212,8 @@ class Agent:
                 writer.append({"type": "resume", "time": time.time(), "from_step": state.get("step", 0)})
                 inputs: Any = None  # continue from the checkpoint
             else:
-                for output in self.outputs:  # so a stale output from an earlier run cannot pass the checks
-                    self._inside(output).unlink(missing_ok=True)
+                for target in stale:  # so a stale output from an earlier run cannot pass the checks
+                    remove(self.workspace, target)
                 writer.append({"type": "start", "run_id": run_id, "name": self.name, "goals": self.goals,
                                "constraints": self.constraints, "model": self._model_label(chat_model),
                                "tools": [t.name for t in tools], "tool_schemas": tool_schemas(tools),
@@ -261,24 +274,31 @@ class Agent:
         answer = (result.final_answer or "")[:200]
         ConversationStore().append(self.memory, [AIMessage(f"{result.status} in {result.steps} steps: {answer}")])
 
-    def _inside(self, relative: str) -> Path:
-        target = (self.workspace / relative).resolve()
-        if self.workspace not in target.parents:
-            raise BadInputError(f"{relative!r} (outputs/files) is outside the workspace.",
-                                fix="use paths relative to the workspace.")  # fmt: skip
-        return target
+    def _confined(self, relative: str, field: str) -> Path:
+        from agentkit.tools.confined import confine
+        from agentkit.tools.registry import ToolError
+
+        try:
+            return confine(self.workspace, relative)
+        except ToolError as exc:
+            raise BadInputError(f"{field}: {exc.message}", fix="use paths relative to the workspace.") from None
 
     def _prepare_workspace(self) -> None:
-        """Write `files` (the goal's inputs) via temp file + rename, creating the workspace."""
-        import os
+        """Create the workspace (a goal that only writes needs no inputs) and write `files`, the goal's
+        inputs, each through the same confined writer as `write_file`: a link planted in the folder
+        (by an earlier run's python tool, or in a copied input folder) is never written through."""
+        from agentkit.tools.confined import write_bytes
+        from agentkit.tools.registry import ToolError
 
+        targets = {relative: self._confined(relative, "files") for relative in self.files}
         self.workspace.mkdir(parents=True, exist_ok=True)
         for relative, text in self.files.items():
-            target = self._inside(relative)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_name(f".{target.name}.tmp")
-            tmp.write_text(text, encoding="utf-8")
-            os.replace(tmp, target)
+            try:
+                write_bytes(self.workspace, targets[relative], text.encode("utf-8"))
+            except (ToolError, OSError) as exc:
+                reason = exc.one_line() if isinstance(exc, ToolError) else exc.strerror or str(exc)
+                raise BadInputError(f"files: {relative!r} cannot be written: {reason}",
+                                    fix="give input paths inside the workspace, through no symlink.") from None
 
     @staticmethod
     def _latest(saver: Any, graph_config: dict[str, Any], fallback: dict[str, Any]) -> dict[str, Any]:

@@ -9,6 +9,8 @@ from pathlib import Path
 
 from agentkit.agents.spec import Check, CommandCheck, FileContainsCheck, FileExistsCheck
 
+_MAX_CHECKED_BYTES = 16 * 1024 * 1024  # a check reads at most this much of a file (an output can be huge)
+
 
 @dataclass(frozen=True)
 class CheckResult:
@@ -20,24 +22,29 @@ class CheckResult:
         return {"check": self.check, "passed": self.passed, "detail": self.detail}
 
 
-def _inside(workspace: Path, relative: str) -> Path | None:
-    """The resolved path if it stays inside the workspace (symlinks followed), else None."""
-    target = (workspace / relative).resolve()
-    return target if target == workspace or workspace in target.parents else None
+def _read(workspace: Path, relative: str) -> str | None:
+    """The text of a workspace file, read as the file tools read (no link that leads out, no FIFO),
+    or None when it is missing or refused."""
+    from agentkit.tools.confined import confine, read_head
+    from agentkit.tools.registry import ToolError
+
+    try:
+        head, _ = read_head(workspace, confine(workspace, relative), _MAX_CHECKED_BYTES)
+    except (ToolError, OSError):
+        return None
+    return head.decode("utf-8", errors="replace")
 
 
 def run_check(check: Check, workspace: Path) -> CheckResult:
     workspace = workspace.resolve()
     if isinstance(check, FileExistsCheck):
-        target = _inside(workspace, check.file_exists)
-        ok = target is not None and target.is_file()
+        ok = _read(workspace, check.file_exists) is not None
         return CheckResult(f"file_exists {check.file_exists}", ok, "found" if ok else "missing")
     if isinstance(check, FileContainsCheck):
         name = f"file_contains {check.file_contains} {check.text!r}"
-        target = _inside(workspace, check.file_contains)
-        if target is None or not target.is_file():
+        text = _read(workspace, check.file_contains)
+        if text is None:
             return CheckResult(name, False, "missing")
-        text = target.read_text(encoding="utf-8", errors="replace")
         return CheckResult(name, check.text in text, "found" if check.text in text else "text not in file")
     assert isinstance(check, CommandCheck)  # the Check union has three members
     name = f"command {check.command if isinstance(check.command, str) else ' '.join(check.command)}"

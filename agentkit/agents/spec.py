@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator
 
+from agentkit.config_io import parse_yaml, read_text
 from agentkit.errors import BadInputError
 from agentkit.models.provider import ModelSpec
 
@@ -163,14 +164,9 @@ def load_goal(path: str | Path) -> tuple[GoalSpec, Path]:
     path = Path(path)
     if not path.is_file():
         raise BadInputError(f"{path}: no such goal file.", fix="check the path (see examples/goals/).")
-    text = path.read_text(encoding="utf-8")
-    try:
-        root = yaml.compose(text)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise BadInputError(f"{where}: not valid YAML ({getattr(exc, 'problem', exc)}).", fix="fix the YAML syntax.") from None
+    text = read_text(path)
+    data = parse_yaml(path, text)
+    root = yaml.compose(text)  # parses, since safe_load did: the nodes give each field its line
     if not isinstance(data, dict):
         raise BadInputError(f"{path}: a goal file is a mapping (name, goals, tools, ...).", fix="see examples/goals/.")
     try:

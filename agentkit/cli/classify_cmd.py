@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
+from agentkit.config_io import read_text
 from agentkit.errors import BadInputError
 
 TABLE_SUFFIXES = (".tsv", ".csv", ".jsonl", ".json")
@@ -28,12 +29,7 @@ def read_texts(path: Path, text_column: str | None = None) -> list[tuple[dict[st
         )
     if not path.is_file():
         raise BadInputError(f"{path}: no such file.", fix="check the path given to --input.")
-    try:
-        lines = path.read_text(encoding="utf-8-sig").split("\n")  # -sig: Excel writes a BOM first
-    except UnicodeDecodeError as exc:
-        raise BadInputError(
-            f"{path}: not UTF-8 text (bad byte at offset {exc.start}).", fix="re-save the file as UTF-8."
-        ) from None
+    lines = read_text(path, encoding="utf-8-sig").split("\n")  # -sig: Excel writes a BOM first
     if suffix == ".txt":
         if text_column is not None:
             raise BadInputError(

@@ -19,13 +19,9 @@ def debug_enabled() -> bool:
 
 def _pydantic_line(exc: Any) -> str:
     """All field errors on one line: `Model: field 'a.b': message; field 'c': message`."""
-    parts = []
-    for error in exc.errors()[:4]:
-        where = ".".join(str(p) for p in error.get("loc", ()))
-        message = str(error.get("msg", "")).removeprefix("Value error, ")
-        parts.append(f"field {where!r}: {message}" if where else message)
-    more = f" (+{len(exc.errors()) - 4} more)" if len(exc.errors()) > 4 else ""
-    return f"{exc.title}: {'; '.join(parts)}{more}. Fix: correct, add or remove those fields."
+    from agentkit.config_io import validation_line
+
+    return f"{exc.title}: {validation_line(exc)}. Fix: correct, add or remove those fields."
 
 
 def describe(exc: BaseException) -> tuple[int, str]:

@@ -1,4 +1,4 @@
-"""`agentkit models list | show | rm | import`: the registry from the command line."""
+"""`agentkit models list | show | rm | import | export | merge | gc`: the registry from the command line."""
 
 from __future__ import annotations
 
@@ -135,3 +135,22 @@ def merge(
 
     card = merge_adapter(_registry(), adapter, entry_id or f"{adapter}-merged")
     typer.echo(f"merged {adapter} into {card.id} (base entry, {card.task.value})")
+
+
+@app.command("gc")
+def gc(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would be freed; remove nothing.")] = False,
+) -> None:
+    """Free disk held by staging folders (tmp/) whose writer was killed before it could clean up."""
+    from agentkit.registry.staging import OWNERLESS_AGE_S, clean_stale
+
+    registry = _registry()
+    freed = clean_stale(registry.root, dry_run=dry_run, ownerless_age_s=OWNERLESS_AGE_S)
+    if not freed:
+        typer.echo("nothing to free")
+        return
+    verb = "would free" if dry_run else "freed"
+    for item in freed:
+        typer.echo(f"{verb} {item.bytes / 1e6:.1f} MB: {item.path.relative_to(registry.root)} ({item.reason})")
+    if len(freed) > 1:
+        typer.echo(f"{verb} {sum(i.bytes for i in freed) / 1e6:.1f} MB in {len(freed)} folders")

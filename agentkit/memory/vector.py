@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import shutil
 import time
 import uuid
@@ -24,7 +23,6 @@ if TYPE_CHECKING:
 FORMAT = "agentkit.vector_memory"
 FORMAT_VERSION = 1
 MANIFEST = "memory.json"
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 MetadataValue = str | int | float | bool | None
 
 
@@ -68,12 +66,10 @@ class VectorMemory:
     def __init__(
         self, name: str, *, embeddings: Embeddings | None = None, root: str | Path | None = None
     ) -> None:
-        if not isinstance(name, str) or not _NAME_RE.match(name):
-            raise BadInputError(
-                f"Invalid vector memory name {name!r}.",
-                fix="use 1-64 characters of letters, digits, '.', '_' or '-', starting with a letter or digit.",
-            )
         from agentkit.memory.store import memory_dir
+        from agentkit.names import VECTOR_MEMORY_NAME
+
+        VECTOR_MEMORY_NAME.check(name)
 
         self.name = name
         self.folder = (Path(root).expanduser() if root else memory_dir() / "vectors") / name

@@ -9,13 +9,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from agentkit.errors import BadInputError
+from agentkit.names import PROMPT_NAME
 from agentkit.prompts.spec import PromptSpec, parse_prompt_file
 from agentkit.prompts.template import LibraryPrompt
 
 BUILTIN_DIR = Path(__file__).resolve().parent / "builtin"
 PROMPT_SUFFIXES = (".yaml", ".yml", ".jinja")
-_STEM_RE = re.compile(r"^(?P<name>[a-z0-9][a-z0-9_-]{0,63})(?:@(?P<version>[1-9][0-9]{0,5}))?$")
-_REF_RE = re.compile(r"^(?P<name>[^@\s]+)(?:@(?P<version>[^@\s]+))?$")
+_STEM_RE = re.compile(rf"(?P<name>{PROMPT_NAME.pattern.pattern})(?:@(?P<version>[1-9][0-9]{{0,5}}))?")
+_REF_RE = re.compile(r"(?P<name>[^@\s]+)(?:@(?P<version>[^@\s]+))?")
 
 # Parsed specs keyed by (path, mtime_ns, size): an edited file is re-read, an unchanged one is not.
 _PARSED: dict[tuple[str, int, int], PromptSpec] = {}
@@ -30,7 +31,7 @@ def user_prompt_dir() -> Path:
 
 def parse_ref(ref: str) -> tuple[str, int | None]:
     """`"rag_answer"` / `"rag_answer@latest"` -> (name, None); `"rag_answer@2"` -> (name, 2)."""
-    match = _REF_RE.match(ref.strip()) if isinstance(ref, str) else None
+    match = _REF_RE.fullmatch(ref.strip()) if isinstance(ref, str) else None
     version = match.group("version") if match else None
     if match is None or (version not in (None, "latest") and not version.isdigit()):
         raise BadInputError(
@@ -62,7 +63,7 @@ class PromptLibrary:
             for path in sorted(folder.iterdir()) if folder.is_dir() else []:
                 if path.name.startswith(".") or path.suffix not in PROMPT_SUFFIXES or not path.is_file():
                     continue
-                match = _STEM_RE.match(path.stem)
+                match = _STEM_RE.fullmatch(path.stem)
                 if match is None:
                     raise BadInputError(
                         f"{path}: {path.stem!r} is not a prompt address.",

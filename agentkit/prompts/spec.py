@@ -12,19 +12,19 @@ from pydantic import (
     ConfigDict,
     Field,
     JsonValue,
-    ValidationError,
     field_validator,
     model_validator,
 )
 
+from agentkit.config_io import parse_yaml, read_text, validate
 from agentkit.errors import BadInputError
+from agentkit.names import PROMPT_NAME
 
 if TYPE_CHECKING:
     from langchain_core.messages import BaseMessage
 
     from agentkit.prompts.template import LibraryPrompt
 
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 TemplateFormat = Literal["f-string", "jinja2"]
 # A Jinja file is front matter (the first `{# ... #}` comment, YAML) then messages, each opened by a
 # marker line such as `{# system #}`. Markers are Jinja comments, so the file stays valid Jinja.
@@ -80,8 +80,8 @@ class PromptSpec(BaseModel):
     @field_validator("name")
     @classmethod
     def _check_name(cls, value: str) -> str:
-        if not NAME_RE.match(value):
-            raise ValueError(f"{value!r} is not a prompt name: use 1-64 of a-z, 0-9, '_' or '-'")
+        if not PROMPT_NAME.is_valid(value):
+            raise ValueError(f"{value!r} is not a prompt name: use {PROMPT_NAME.rule}")
         return value
 
     @model_validator(mode="after")
@@ -198,11 +198,11 @@ def _render(template: str, template_format: str, values: dict[str, Any]) -> str:
 # ---- files -------------------------------------------------------------------------------
 def parse_prompt_file(path: Path, name: str, version: int) -> PromptSpec:
     """Read one prompt file; `name` / `version` come from the file name and must agree with the file."""
-    text = path.read_text(encoding="utf-8")
+    text = read_text(path)
     if path.suffix == ".jinja":
         data = _jinja_file_data(path, text)
     else:
-        data = _load_yaml(path, text, 1)
+        data = parse_yaml(path, text)
         if not isinstance(data, dict):
             raise BadInputError(
                 f"{path}: a prompt file must be a YAML mapping, got {type(data).__name__}.",
@@ -215,12 +215,7 @@ def parse_prompt_file(path: Path, name: str, version: int) -> PromptSpec:
                 fix=f"rename the file to <name>@<version>{path.suffix} or remove the `{key}:` line.",
             )
     data = {**data, "name": name, "version": version}
-    try:
-        return PromptSpec.model_validate(data)
-    except ValidationError as exc:
-        raise BadInputError(
-            f"{path}: {_validation_line(exc)}.", fix="correct those fields of the prompt file."
-        ) from None
+    return validate(PromptSpec, data, path, fix="correct those fields of the prompt file.")
 
 
 def _jinja_file_data(path: Path, text: str) -> dict[str, Any]:
@@ -228,7 +223,7 @@ def _jinja_file_data(path: Path, text: str) -> dict[str, Any]:
     body, body_line = text, 1
     front = _FRONT_MATTER_RE.match(text)
     if front and not _ROLE_MARKER_RE.fullmatch(front.group(0).strip()):
-        loaded = _load_yaml(path, front.group(1), 1)
+        loaded = parse_yaml(path, front.group(1))
         if loaded is not None and not isinstance(loaded, dict):
             raise BadInputError(
                 f"{path}: the front-matter comment must hold YAML keys (description:, few_shot:, ...).",
@@ -262,34 +257,3 @@ def _jinja_file_data(path: Path, text: str) -> dict[str, Any]:
             end = markers[index + 1].start() if index + 1 < len(markers) else len(body)
             messages.append({"role": marker.group(1), "template": body[marker.end() : end].strip("\n")})
     return {**data, "template_format": "jinja2", "messages": messages}
-
-
-def _load_yaml(path: Path, text: str, first_line: int) -> Any:
-    import yaml
-
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f":{mark.line + first_line}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        opened = getattr(exc, "context_mark", None)
-        if (
-            opened is not None
-            and getattr(exc, "context", None)
-            and (mark is None or opened.line != mark.line)
-        ):
-            problem = f"{problem} ({exc.context} at line {opened.line + first_line})"  # e.g. an unclosed '['
-        raise BadInputError(
-            f"{path}{line}: invalid YAML: {problem}.",
-            fix="fix the YAML at that line (quote strings that contain ': ' or start with '{').",
-        ) from None
-
-
-def _validation_line(exc: ValidationError) -> str:
-    parts = []
-    for error in exc.errors()[:4]:
-        where = ".".join(str(p) for p in error.get("loc", ()))
-        message = str(error.get("msg", "")).removeprefix("Value error, ")
-        parts.append(f"field {where!r}: {message}" if where else message)
-    return "; ".join(parts)

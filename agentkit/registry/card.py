@@ -6,7 +6,6 @@ folder only becomes visible by an atomic rename, so a readable card means a comp
 
 from __future__ import annotations
 
-import re
 from datetime import datetime, timezone
 from enum import Enum
 from typing import Any
@@ -15,7 +14,6 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 CARD_FILE = "card.json"
 CARD_SCHEMA_VERSION = 1
-_ID_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 
 
 class EntryKind(str, Enum):
@@ -44,14 +42,9 @@ class SourceInfo(BaseModel):
 
 
 def validate_entry_id(value: str) -> str:
-    if not _ID_RE.match(value):
-        from agentkit.errors import BadInputError
+    from agentkit.names import REGISTRY_ID
 
-        raise BadInputError(
-            f"Invalid registry id {value!r}.",
-            fix="use 1-64 characters of a-z, 0-9, '.', '_' or '-', starting with a letter or digit.",
-        )
-    return value
+    return REGISTRY_ID.check(value)
 
 
 class ModelCard(BaseModel):

@@ -1,7 +1,8 @@
 """The on-disk registry of base models and adapters under `$AGENTKIT_HOME`.
 
-Layout (also in README):  `models/<id>/` (card.json + weights + tokenizer), `tmp/` (staging),
-`locks/` (one lock file per id plus `registry.lock`). Entries appear by atomic rename only.
+Layout (also in README):  `models/<id>/` (card.json + weights + tokenizer), `tmp/` (staging, each
+folder beside the `.owner` lock of its writer; see staging.py), `locks/` (one lock file per id plus
+`registry.lock`). Entries appear by atomic rename only.
 """
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -18,6 +18,7 @@ from typing import Any
 
 from agentkit.errors import BadInputError, EntryExistsError, IntegrityError, UnknownModelError
 from agentkit.registry.card import CARD_FILE, ModelCard, validate_entry_id
+from agentkit.registry.staging import staging_dir
 
 WEIGHT_SUFFIXES = (".safetensors",)
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
@@ -175,17 +176,14 @@ class Registry:
                     f"Registry id {entry_id!r} is taken.",
                     fix=f"choose another with --id, or `agentkit models rm {entry_id}` first.",
                 )
-            staging = self.root / "tmp" / f"{entry_id}.{uuid.uuid4().hex}"
-            staging.mkdir(parents=True)
-            try:
+            # Owned staging: a writer killed mid-conversion leaves a folder the next write removes.
+            with staging_dir(self.root, f"entry-{entry_id}") as staging:
                 fields = write(staging)
                 card = ModelCard(id=entry_id, weights=hash_weights(staging), **fields)
                 write_json_atomic(staging / CARD_FILE, card.model_dump(mode="json"))
                 with self._lock():
                     self.models_dir.mkdir(parents=True, exist_ok=True)
                     os.rename(staging, self.entry_dir(entry_id))
-            finally:
-                shutil.rmtree(staging, ignore_errors=True)
             return card
 
     def update_card(self, entry_id: str, **changes: Any) -> ModelCard:
@@ -210,8 +208,7 @@ class Registry:
                 f"{entry_id!r} is the base of adapters {', '.join(dependants)}.",
                 fix="remove those adapters first.",
             )
-        with self._lock(f"entry-{entry_id}"), self._lock():
-            trash = self.root / "tmp" / f"trash-{entry_id}.{uuid.uuid4().hex}"
-            trash.parent.mkdir(parents=True, exist_ok=True)
-            os.rename(self.entry_dir(entry_id), trash)
-        shutil.rmtree(trash, ignore_errors=True)
+        # The trash is owned staging too: a `rm` killed while deleting is finished by the next write.
+        with staging_dir(self.root, f"trash-{entry_id}", create=False) as trash:
+            with self._lock(f"entry-{entry_id}"), self._lock():
+                os.rename(self.entry_dir(entry_id), trash)

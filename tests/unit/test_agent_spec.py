@@ -50,7 +50,7 @@ def test_provider_string_becomes_a_provider_spec(tmp_path: Path) -> None:
         (GOOD.replace("max_steps: 3", "max_steps: many"), ["goal.yaml:6", "budgets.max_steps"]),
         (GOOD.replace("    text: \"42\"\n", "    txt: \"42\"\n"), ["goal.yaml:9", "checks.0"]),
         (GOOD.replace("goals:\n  - Read the file a.txt.\n", "goals: []\n"), ["goal.yaml:2", "'goals'"]),
-        ("goals: [a\n", ["goal.yaml", "not valid YAML"]),
+        ("goals: [a\n", ["goal.yaml:2:1: invalid YAML", "flow sequence at 1:8"]),
     ],
 )
 def test_bad_goal_file_exits_2_with_line_and_field(tmp_path: Path, capsys: pytest.CaptureFixture[str],

@@ -262,13 +262,13 @@ def test_invalid_yaml_names_file_and_line(user_home: Path) -> None:
     path = write(
         user_home, "broken.yaml", "description: ok\nmessages:\n  - role: user\n    template: [unclosed\n"
     )
-    with pytest.raises(BadInputError, match=rf"{path}:\d+: invalid YAML"):
+    with pytest.raises(BadInputError, match=rf"{path}:\d+:\d+: invalid YAML"):
         load_prompt("broken")
 
 
 def test_invalid_yaml_in_jinja_front_matter_names_the_line(user_home: Path) -> None:
     path = write(user_home, "fm.jinja", "{#\ndescription: ok\nfew_shot: [oops\n#}\nHi {{ x }}\n")
-    with pytest.raises(BadInputError, match=rf"{path}:\d: invalid YAML"):
+    with pytest.raises(BadInputError, match=rf"{path}:\d:\d+: invalid YAML"):
         load_prompt("fm")
 
 

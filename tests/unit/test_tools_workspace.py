@@ -141,3 +141,80 @@ def test_listing_is_capped_and_skips_noise(tmp_path: Path) -> None:
     assert lines[0] == ".git/ (not listed)" and len(lines) == 11
     assert lines[-1] == "[... 21 more entries not shown]"
     assert not any("objects" in line for line in lines)
+
+
+# ---- issue 12 §1: links planted in the workspace, and links swapped in after the check -------------
+@pytest.mark.parametrize("planted", [".out.txt.tmp", ".out.txt.{}.tmp"])
+def test_write_does_not_follow_a_symlink_planted_at_a_temp_name(
+    sandbox: tuple[Path, Path, dict], planted: str
+) -> None:
+    """A link at the temp name an atomic write would use (old fixed name, or a guessed random-looking
+    one) is never opened: the temp file is new (O_EXCL|O_NOFOLLOW), with a random name."""
+    workspace, outside, tools = sandbox
+    before = _snapshot(outside)
+    os.symlink(outside / "secret.txt", workspace / planted.format("0" * 16))
+    out = _call(tools, "write_file", path="out.txt", content="PWNED")
+    assert out.ok and (workspace / "out.txt").read_text() == "PWNED"
+    assert _snapshot(outside) == before
+    assert (workspace / planted.format("0" * 16)).is_symlink()  # left alone, not written through
+
+
+def test_write_refuses_a_hard_link_whose_other_name_is_outside(sandbox: tuple[Path, Path, dict]) -> None:
+    workspace, outside, tools = sandbox
+    os.link(outside / "secret.txt", workspace / "hard.txt")
+    out = _call(tools, "write_file", path="hard.txt", content="PWNED")
+    assert not out.ok and "hard link" in out.error
+    assert (outside / "secret.txt").read_text() == "TOP SECRET" and (workspace / "hard.txt").read_text() == "TOP SECRET"
+
+
+def test_a_parent_swapped_for_a_link_after_the_check_is_refused_at_use(sandbox: tuple[Path, Path, dict]) -> None:
+    """confine() approved `sub/…`; then `sub` became a link to outside (a race with another process):
+    the write, the read and the removal walk the path again with O_NOFOLLOW and refuse."""
+    from agentkit.tools.confined import confine, read_head, remove, write_bytes
+    from agentkit.tools.registry import ToolError
+
+    workspace, outside, _ = sandbox
+    new_target = confine(workspace, "sub/deep/new.txt")
+    read_target = confine(workspace, "sub/key.txt")
+    (workspace / "sub").rename(workspace / "sub-moved")
+    os.symlink(outside / "secrets", workspace / "sub")
+    before = _snapshot(outside)
+    for attempt in (
+        lambda: write_bytes(workspace, new_target, b"PWNED"),
+        lambda: read_head(workspace, read_target, 100),
+        lambda: remove(workspace, read_target),
+    ):
+        with pytest.raises(ToolError, match="changed while in use"):
+            attempt()
+    assert _snapshot(outside) == before and not (outside / "secrets" / "deep").exists()
+
+
+def test_a_file_swapped_for_a_link_after_the_check_is_not_read_or_written(sandbox: tuple[Path, Path, dict]) -> None:
+    from agentkit.tools.confined import confine, read_head, write_bytes
+    from agentkit.tools.registry import ToolError
+
+    workspace, outside, _ = sandbox
+    target = confine(workspace, "notes.txt")
+    (workspace / "notes.txt").unlink()
+    os.symlink(outside / "secret.txt", workspace / "notes.txt")
+    with pytest.raises(ToolError, match="changed while in use"):
+        read_head(workspace, target, 100)
+    with pytest.raises(ToolError, match="changed while in use"):
+        write_bytes(workspace, target, b"PWNED")
+    assert (outside / "secret.txt").read_text() == "TOP SECRET"
+
+
+def test_goal_files_are_written_through_no_planted_link_fake_model(tmp_path: Path) -> None:
+    """A goal's `files:` are written into the workspace before the run; a link planted there earlier
+    (by a python tool run, or in a copied input folder) at the old temp name is not followed."""
+    from agentkit.agents.agent import Agent
+    from agentkit.agents.fake import ScriptedChatModel
+
+    workspace, outside = tmp_path / "ws", tmp_path / "outside.txt"
+    workspace.mkdir()
+    outside.write_text("KEEP")
+    os.symlink(outside, workspace / ".in.txt.tmp")
+    agent = Agent(model=ScriptedChatModel(script=[("finish", {"answer": "done"})]), goals=["g"],
+                  workspace=workspace, files={"in.txt": "hello"}, runs_dir=tmp_path / "runs")  # fmt: skip
+    agent.run()
+    assert outside.read_text() == "KEEP" and (workspace / "in.txt").read_text() == "hello"
