@@ -181,12 +181,13 @@ class Agent:
         # adapter exist, the tools build; only then the workspace and the run's folder appear
         chat_model = self._chat_model()
         tools = self._tools(chat_model)
+        self._check_sandbox()
         if resume:
             if not self.workspace.is_dir():
                 raise BadInputError(f"Workspace {self.workspace} of run {resume} is gone.",
                                     fix="restore the folder, or start a new run without --resume.")  # fmt: skip
         else:
-            stale = [self._confined(output, "outputs") for output in self.outputs]
+            stale = [self._confined(output, "outputs", entry=True) for output in self.outputs]
             self._prepare_workspace()
             run_id, folder = self.store.create(self.name)
         self.run_id = run_id
@@ -274,12 +275,20 @@ class Agent:
         answer = (result.final_answer or "")[:200]
         ConversationStore().append(self.memory, [AIMessage(f"{result.status} in {result.steps} steps: {answer}")])
 
-    def _confined(self, relative: str, field: str) -> Path:
-        from agentkit.tools.confined import confine
+    def _check_sandbox(self) -> None:
+        """`command` checks run in the python tool's sandbox: without one, the goal is refused up front."""
+        from agentkit.agents.spec import CommandCheck
+        from agentkit.tools.sandbox import sandbox_problem
+
+        if any(isinstance(c, CommandCheck) for c in self.checks) and (problem := sandbox_problem()):
+            raise BadInputError(f"checks: {problem[0]}", fix=problem[1])
+
+    def _confined(self, relative: str, field: str, *, entry: bool = False) -> Path:
+        from agentkit.tools.confined import confine, confine_entry
         from agentkit.tools.registry import ToolError
 
         try:
-            return confine(self.workspace, relative)
+            return (confine_entry if entry else confine)(self.workspace, relative)
         except ToolError as exc:
             raise BadInputError(f"{field}: {exc.message}", fix="use paths relative to the workspace.") from None
 

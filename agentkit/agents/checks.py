@@ -3,7 +3,6 @@ inside the workspace; each result is a (passed, detail) pair for the trace."""
 
 from __future__ import annotations
 
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,22 +46,28 @@ def run_check(check: Check, workspace: Path) -> CheckResult:
             return CheckResult(name, False, "missing")
         return CheckResult(name, check.text in text, "found" if check.text in text else "text not in file")
     assert isinstance(check, CommandCheck)  # the Check union has three members
+    return _run_command(check, workspace)
+
+
+def _run_command(check: CommandCheck, workspace: Path) -> CheckResult:
+    """The command in the python tool's sandbox: it may run files the agent wrote (a planted json.py
+    that `python3 -c 'import json'` would import, a conftest.py, a Makefile), so it gets no more than
+    the agent's own code would: the workspace, no network, no host files, a scrubbed environment."""
+    from agentkit.tools.sandbox import describe_exit, run_sandboxed, sandbox_problem
+
+    command = check.command if isinstance(check.command, list) else ["/bin/sh", "-c", check.command]
     name = f"command {check.command if isinstance(check.command, str) else ' '.join(check.command)}"
+    if problem := sandbox_problem():
+        return CheckResult(name, False, f"not run: {problem[0]} Fix: {problem[1]}")
     try:
-        done = subprocess.run(
-            check.command,
-            shell=isinstance(check.command, str),
-            cwd=workspace,
-            capture_output=True,
-            timeout=check.timeout_s,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        return CheckResult(name, False, f"timed out after {check.timeout_s:g} s")
+        run = run_sandboxed(command, workspace, timeout_s=check.timeout_s, memory_mb=check.memory_mb,
+                            max_output_bytes=0)  # fmt: skip
     except OSError as exc:
         return CheckResult(name, False, f"could not start: {exc}")
-    ok = done.returncode == check.exit_code
-    return CheckResult(name, ok, f"exit {done.returncode} (want {check.exit_code})")
+    if run.timed_out:
+        return CheckResult(name, False, f"timed out after {check.timeout_s:g} s")
+    ok = run.returncode == check.exit_code
+    return CheckResult(name, ok, f"{describe_exit(run.returncode)} (want {check.exit_code})")
 
 
 def run_checks(checks: list[Check], workspace: Path) -> list[CheckResult]:

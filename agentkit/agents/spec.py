@@ -41,9 +41,13 @@ class FileContainsCheck(BaseModel):
 class CommandCheck(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    command: str | list[str] = Field(description="run in the workspace (a string goes through the shell)")
+    command: str | list[str] = Field(
+        description="run in the workspace, inside the same bubblewrap sandbox as the python tool (the agent "
+        "may have written what it runs); a string goes through /bin/sh"
+    )
     exit_code: int = Field(default=0, description="the exit status that passes")
     timeout_s: float = Field(default=30.0, gt=0)
+    memory_mb: int = Field(default=2048, ge=64, description="memory cap of the sandbox the check runs in")
 
 
 def _check_kind(value: Any) -> str | None:

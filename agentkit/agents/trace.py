@@ -126,6 +126,8 @@ class TraceWriter:
             r for r in read_trace(self.path)
             if r["type"] in ("start", "resume") or (r["type"] == "step" and r["step"] <= steps)
         ]  # fmt: skip
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text("".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in kept), encoding="utf-8")
+        # a new file ("x": O_EXCL, never a planted link) with a random name, renamed over the trace
+        tmp = self.path.with_name(f".{self.path.name}.{secrets.token_hex(8)}.tmp")
+        with tmp.open("x", encoding="utf-8") as handle:
+            handle.write("".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in kept))
         os.replace(tmp, self.path)

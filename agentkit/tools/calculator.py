@@ -24,6 +24,7 @@ _MAX_EXPONENT = 1000
 # and str() stays under Python's 4,300-digit conversion limit. Bounding the exponent alone is not
 # enough: ((9**999)**999)**999 nests allowed exponents into a number of ~10**9 digits.
 _MAX_BITS = 10_000
+_MAX_ROUND_DIGITS = 300
 
 
 def _short(expression: str) -> str:
@@ -75,7 +76,14 @@ def evaluate(expression: str) -> float | int:
         if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
             return _UNARY[type(node.op)](walk(node.operand))
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _FUNCS:
-            return _FUNCS[node.func.id](*(walk(a) for a in node.args))
+            args = [walk(a) for a in node.args]
+            # round(1, -10**9) makes CPython compute 10**(10**9) while holding the GIL
+            if node.func.id == "round" and len(args) > 1 and not (
+                isinstance(args[1], int) and abs(args[1]) <= _MAX_ROUND_DIGITS
+            ):
+                raise BadInputError(f"round()'s digits must be a whole number within ±{_MAX_ROUND_DIGITS}.",
+                                    fix="e.g. round(3.14159, 2).")  # fmt: skip
+            return _FUNCS[node.func.id](*args)
         raise BadInputError(
             f"Unsupported element {ast.dump(node)[:40]} in {_short(expression)!r}.",
             fix="use numbers, + - * / // % **, parentheses and sqrt/abs/round/log/exp.",

@@ -42,14 +42,26 @@ def confine(workspace: Path, path: str) -> Path:
     if os.path.normpath(text).split(os.sep)[0] == "..":
         raise ToolError(f"path {text!r} leaves the workspace.", fix="give a path inside the workspace.")
     root = workspace.resolve()
-    # strict=False: a file about to be written need not exist; its existing parents are still resolved
-    target = (root / text).resolve(strict=False)
+    try:  # strict=False: a file about to be written need not exist; its existing parents are resolved
+        target = (root / text).resolve(strict=False)
+    except (RuntimeError, OSError):  # a symlink loop (RuntimeError on Python 3.11, OSError ELOOP later)
+        raise ToolError(f"path {text!r} goes through a symlink loop.", fix="use plain files and folders.") from None
     if target != root and root not in target.parents:
         raise ToolError(
             f"path {text!r} resolves outside the workspace (through a symlink).",
             fix="use files that live inside the workspace.",
         )
     return target
+
+
+def confine_entry(workspace: Path, path: str) -> Path:
+    """Like `confine`, but the last name is kept as it is, not resolved: the entry itself (a link is
+    the link, not its target), for removing it."""
+    text = str(path).strip().rstrip("/")
+    parent, _, name = text.rpartition("/")
+    if name in ("", ".", ".."):
+        raise ToolError(f"path {text!r} does not name a file.", fix="give a file path, e.g. report.md")
+    return confine(workspace, parent or ".") / name
 
 
 def shown(workspace: Path, target: Path) -> str:
@@ -167,9 +179,10 @@ def read_head(workspace: Path, target: Path, limit: int) -> tuple[bytes, int]:
 
 
 def remove(workspace: Path, target: Path) -> None:
-    """Remove the file `target` (from `confine`) if it exists, reached without following links."""
+    """Remove the entry `target` (from `confine_entry`) if it exists, reached without following links:
+    a link is removed, never the file it points to. A folder is left alone."""
     try:
         with open_parent(workspace, target, create=False) as (folder, leaf):
             os.unlink(leaf, dir_fd=folder)
-    except FileNotFoundError:
+    except (FileNotFoundError, IsADirectoryError):
         pass

@@ -78,6 +78,9 @@ def _build_write(context: ToolContext, options: WriteOptions):  # -> BaseTool
 
 
 # ---- list_files ---------------------------------------------------------------------------------
+_MAX_DEPTH = 32  # folder levels listed below the start
+
+
 class ListOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -96,14 +99,20 @@ def list_tree(root: Path, start: Path, max_entries: int) -> list[str]:
     for folder, dirs, files in os.walk(start, followlinks=False):
         dirs.sort()
         skipped = {d for d in dirs if d in _NOT_ENTERED}
+        if len(Path(folder).relative_to(start).parts) >= _MAX_DEPTH - 1:
+            skipped = set(dirs)  # os.walk recurses: a tree thousands deep would raise RecursionError
         for name in [*dirs, *sorted(files)]:
             full = Path(folder) / name
             rel = full.relative_to(root).as_posix()
             if full.is_symlink():
-                resolved = full.resolve(strict=False)
-                inside = resolved == root or root in resolved.parents
-                entry = rel + ("/" if inside and resolved.is_dir() else "")
-                entry += "" if inside else " (link outside, refused)"
+                try:
+                    resolved = full.resolve(strict=False)
+                except (RuntimeError, OSError):  # a symlink loop
+                    entry = f"{rel} (symlink loop)"
+                else:
+                    inside = resolved == root or root in resolved.parents
+                    entry = rel + ("/" if inside and resolved.is_dir() else "")
+                    entry += "" if inside else " (link outside, refused)"
             else:
                 entry = rel + ("/" if full.is_dir() else "") + (" (not listed)" if name in skipped else "")
             if len(lines) < max_entries:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from agentkit.errors import BadInputError
-from agentkit.tools import ToolContext, ToolError, build_tools, invoke_tool, python_code
+from agentkit.tools import ToolContext, ToolError, build_tools, invoke_tool, python_code, sandbox
 from agentkit.tools.python_code import PythonOptions, run_python, sandbox_problem
 
 
@@ -187,13 +187,39 @@ def test_files_outside_the_workspace_are_not_even_visible(rooms: tuple[Path, Pat
     assert out.output.split() == ["False"] * len(hidden)
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="the kernel exempts real root from RLIMIT_NPROC")
+def _capped() -> bool:
+    """Whether a run here is held by a cgroup (sandbox.py) or, for a non-root user, by RLIMIT_NPROC."""
+    cgroup = sandbox.Cgroup.make(64 << 20, 8)
+    if cgroup:
+        cgroup.remove()
+    return cgroup is not None
+
+
+@pytest.mark.skipif(os.geteuid() == 0 and not _capped(),
+                    reason="root is exempt from RLIMIT_NPROC and no cgroup can be made here")  # fmt: skip
 def test_process_count_is_capped(tmp_path: Path) -> None:
+    """Also as root (the kernel exempts root from RLIMIT_NPROC): the run's cgroup caps its tasks."""
     code = ("import os, time\nn = 0\ntry:\n    for _ in range(500):\n        if os.fork() == 0:\n"
             "            time.sleep(2)\n            os._exit(0)\n        n += 1\nexcept OSError:\n    pass\nprint(n)")  # fmt: skip
     out = _run(tmp_path, code)
     assert out.ok, out.error
-    assert int(out.output.split()[-1]) < python_code._MAX_TASKS
+    assert int(out.output.split()[-1]) < sandbox.MAX_TASKS
+
+
+@pytest.mark.skipif(not _capped(), reason="no cgroup can be made here: memory is capped per process only")
+def test_memory_is_capped_for_the_whole_sandbox(tmp_path: Path) -> None:
+    """4 children of 300 MB each pass a 512 MB RLIMIT_AS one by one; the cgroup holds them together
+    to 512 MB, so the kernel kills some of them (SIGKILL: the OOM killer, inside the cgroup only)."""
+    code = (
+        "import os, time\nkids = []\nfor _ in range(4):\n    pid = os.fork()\n    if pid == 0:\n"
+        "        block = bytearray(300 << 20)\n        block[::4096] = b'x' * len(block[::4096])\n"
+        "        time.sleep(1)\n        os._exit(0)\n    kids.append(pid)\n"
+        "print(sum(os.waitpid(k, 0)[1] == 0 for k in kids))"
+    )
+    out = invoke_tool(_python(tmp_path, memory_mb=512, timeout_s=30), {"code": code}, timeout_s=40)
+    assert out.ok, out.error
+    assert int(out.output.split()[-1]) <= 1  # at most one 300 MB child fits in 512 MB
+    assert _run(tmp_path, "print('next')").output.strip() == "next"  # and the agent lives on
 
 
 # ---- the network -------------------------------------------------------------------------------
@@ -388,7 +414,7 @@ def fresh_probe():
 
 @without_bwrap
 def test_refuses_without_bubblewrap(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fresh_probe) -> None:
-    monkeypatch.setattr(python_code.shutil, "which", lambda name, *a, **k: None)
+    monkeypatch.setattr(sandbox.shutil, "which", lambda name, *a, **k: None)
     with pytest.raises(BadInputError, match=r"needs bubblewrap \(bwrap\), which is missing") as err:
         _python(tmp_path)
     assert "apt-get install bubblewrap" in str(err.value) and "\n" not in str(err.value)
@@ -405,8 +431,8 @@ def test_refuses_when_bwrap_cannot_make_a_sandbox(
     fake = tmp_path / "bwrap"  # stands in for a bwrap that user namespaces are denied to
     fake.write_text("#!/bin/sh\necho 'bwrap: setting up uid map: Permission denied' >&2\nexit 1\n")
     fake.chmod(0o755)
-    monkeypatch.setattr(python_code.shutil, "which", lambda name, *a, **k: str(fake))
-    with pytest.raises(BadInputError, match="cannot start the python tool's sandbox here: bwrap: setting up"):
+    monkeypatch.setattr(sandbox.shutil, "which", lambda name, *a, **k: str(fake))
+    with pytest.raises(BadInputError, match="cannot start the agent-code sandbox here: bwrap: setting up"):
         _python(tmp_path)
 
 

@@ -218,3 +218,50 @@ def test_goal_files_are_written_through_no_planted_link_fake_model(tmp_path: Pat
                   workspace=workspace, files={"in.txt": "hello"}, runs_dir=tmp_path / "runs")  # fmt: skip
     agent.run()
     assert outside.read_text() == "KEEP" and (workspace / "in.txt").read_text() == "hello"
+
+
+# ---- found by an attacker's review: loops, deep trees, links as outputs ---------------------------
+def test_a_symlink_loop_is_an_error_not_a_crash(tmp_path: Path) -> None:
+    from agentkit.agents.checks import run_check
+    from agentkit.agents.spec import FileExistsCheck
+
+    os.symlink("loop-b", tmp_path / "loop-a")
+    os.symlink("loop-a", tmp_path / "loop-b")
+    tools = {t.name: t for t in build_tools(["read_file", "write_file", "list_files"], ToolContext(tmp_path))}
+    for name, args in (("read_file", {"path": "loop-a"}), ("write_file", {"path": "loop-a/x", "content": "y"})):
+        out = invoke_tool(tools[name], args, timeout_s=5)
+        assert not out.ok and "symlink loop" in out.error
+    listing = invoke_tool(tools["list_files"], {}, timeout_s=5)
+    assert listing.ok and "loop-a (symlink loop)" in listing.output
+    assert not run_check(FileExistsCheck(file_exists="loop-a"), tmp_path).passed
+
+
+def test_a_tree_deeper_than_the_recursion_limit_is_listed_to_a_depth(tmp_path: Path) -> None:
+    fd = os.open(tmp_path, os.O_RDONLY)
+    for _ in range(1100):  # os.walk recurses once per level: ~1000 levels raised RecursionError
+        os.mkdir("d", dir_fd=fd)
+        fd, parent = os.open("d", os.O_RDONLY, dir_fd=fd), fd
+        os.close(parent)
+    os.close(fd)
+    lister = build_tools(["list_files"], ToolContext(tmp_path))[0]
+    out = invoke_tool(lister, {}, timeout_s=30)
+    assert out.ok and out.output.splitlines()[-1].endswith("(not listed)")
+
+
+def test_a_stale_output_that_is_a_link_is_removed_not_its_target_fake_model(tmp_path: Path) -> None:
+    """`outputs: [report.md]` where an earlier run made report.md a link to an input (or to a file
+    outside): the link goes, the file it points to stays, and the run starts."""
+    from agentkit.agents.agent import Agent
+    from agentkit.agents.fake import ScriptedChatModel
+
+    workspace, outside = tmp_path / "ws", tmp_path / "outside.txt"
+    (workspace / "inputs").mkdir(parents=True)
+    (workspace / "inputs" / "data.csv").write_text("a,b")
+    outside.write_text("KEEP")
+    os.symlink("inputs/data.csv", workspace / "report.md")
+    os.symlink(outside, workspace / "summary.md")
+    agent = Agent(model=ScriptedChatModel(script=[("finish", {"answer": "done"})]), goals=["g"],
+                  workspace=workspace, outputs=["report.md", "summary.md"], runs_dir=tmp_path / "runs")  # fmt: skip
+    agent.run()
+    assert (workspace / "inputs" / "data.csv").read_text() == "a,b" and outside.read_text() == "KEEP"
+    assert not os.path.lexists(workspace / "report.md") and not os.path.lexists(workspace / "summary.md")
