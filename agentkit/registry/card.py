@@ -41,6 +41,19 @@ class SourceInfo(BaseModel):
     sha256: str | None = Field(default=None, description="sha256 of the source file, when a file")
 
 
+_GGUF_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]*\.gguf$"  # a plain name: no folder, nothing hidden
+
+
+class GgufFile(BaseModel):
+    """A GGUF kept inside the entry beside its de-quantised safetensors, for engines that run the
+    quantised weights as they are (llama.cpp)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    file: str = Field(description="file name inside the entry folder", pattern=_GGUF_NAME)
+    sha256: str = Field(description="sha256 of the file's bytes", pattern=r"^[0-9a-f]{64}$")
+
+
 def validate_entry_id(value: str) -> str:
     from agentkit.names import REGISTRY_ID
 
@@ -63,6 +76,7 @@ class ModelCard(BaseModel):
     weights: dict[str, str] = Field(description="weight file name -> sha256 of its bytes")
     tokenizer: str | None = Field(default=".", description="tokenizer folder, relative to entry")
     chat_template: str | None = None
+    gguf: GgufFile | None = Field(default=None, description="the GGUF the weights came from, when kept")
     metrics: dict[str, Any] = Field(default_factory=dict)
     lineage: dict[str, Any] = Field(default_factory=dict, description="config, data hashes, ...")
 
