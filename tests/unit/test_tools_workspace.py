@@ -243,9 +243,24 @@ def test_a_tree_deeper_than_the_recursion_limit_is_listed_to_a_depth(tmp_path: P
         fd, parent = os.open("d", os.O_RDONLY, dir_fd=fd), fd
         os.close(parent)
     os.close(fd)
-    lister = build_tools(["list_files"], ToolContext(tmp_path))[0]
-    out = invoke_tool(lister, {}, timeout_s=30)
-    assert out.ok and out.output.splitlines()[-1].endswith("(not listed)")
+    try:
+        lister = build_tools(["list_files"], ToolContext(tmp_path))[0]
+        out = invoke_tool(lister, {}, timeout_s=30)
+        assert out.ok and out.output.splitlines()[-1].endswith("(not listed)")
+    finally:
+        _remove_chain(tmp_path, "d", 1100)
+
+
+def _remove_chain(top: Path, name: str, depth: int) -> None:
+    """Remove top/name/name/... deepest first: shutil.rmtree (and pytest's clean-up of old tmp
+    folders, which uses it) recurses once per level and fails on a tree this deep."""
+    fds = [os.open(top, os.O_RDONLY)]
+    for _ in range(depth - 1):
+        fds.append(os.open(name, os.O_RDONLY, dir_fd=fds[-1]))
+    while fds:
+        fd = fds.pop()
+        os.rmdir(name, dir_fd=fd)
+        os.close(fd)
 
 
 def test_a_stale_output_that_is_a_link_is_removed_not_its_target_fake_model(tmp_path: Path) -> None:
