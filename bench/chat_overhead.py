@@ -36,7 +36,7 @@ def main() -> None:
     from agentkit.models.runtime import GenerationParams, LoadedModel
     from agentkit.tools.calculator import calculator
 
-    llm = LocalChatModel(max_new_tokens=args.tokens, temperature=0)
+    llm = LocalChatModel(max_new_tokens=args.tokens, temperature=0, engine="transformers")  # vs raw transformers
     loaded = LoadedModel.get(llm.model)
     model, tok = loaded.model, loaded.tokenizer
 

@@ -15,6 +15,9 @@ def chat(
     max_new_tokens: Annotated[int, typer.Option(min=1, help="Tokens per reply.")] = 256,
     temperature: Annotated[float, typer.Option(help="0 = greedy.")] = 0.0,
     seed: Annotated[int | None, typer.Option(help="Sampling seed.")] = None,
+    engine: Annotated[
+        str, typer.Option("--engine", help="auto | transformers | llamacpp (auto: llama.cpp when the model has a GGUF).")
+    ] = "auto",
     session: Annotated[
         str | None,
         typer.Option(
@@ -28,12 +31,17 @@ def chat(
     from rich.console import Console
 
     from agentkit.models import LocalChatModel
-    from agentkit.models.runtime import LoadedModel
+    from agentkit.models.engines import Engine
     from agentkit.registry import Registry
 
     console = Console(stderr=True)
+    if engine not in {e.value for e in Engine}:
+        from agentkit.errors import BadInputError
+
+        raise BadInputError(f"Unknown engine {engine!r}.", fix="use --engine auto, transformers or llamacpp.")
     llm = LocalChatModel(
-        model=model, adapter=adapter, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed
+        model=model, adapter=adapter, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed,
+        engine=Engine(engine),
     )
     history: list = [SystemMessage(system)] if system else []
     remembered = None
@@ -50,7 +58,7 @@ def chat(
     with console.status(f"loading {model} …"):
         registry = Registry.default()
         registry.ensure(model, progress=lambda msg: console.log(msg))
-        LoadedModel.get(model, registry)
+        llm.load_runtime(model, adapter)
 
     def reply(text: str) -> None:
         if remembered is not None:

@@ -1,7 +1,8 @@
 """`LocalChatModel`: a langchain-core chat model over a registry model, with constrained tools.
 
 `_generate` / `_stream` are the two hooks; invoke, batch, async and callbacks come from
-`BaseChatModel`. Tool calls and structured output are grammars, so they always parse.
+`BaseChatModel`. Tool calls and structured output are grammars, so they always parse. The runtime
+(transformers or llama.cpp) is picked by `engines.resolve_engine`; both offer one surface.
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ from langchain_core.tools import BaseTool
 from pydantic import BaseModel, ConfigDict, Field
 
 from agentkit.errors import BadInputError
+from agentkit.models.engines import ChatEngine, Engine, load_engine
 from agentkit.models.grammar import CALL_OPENER
 from agentkit.models.messages import parse_tool_calls, to_chat_dicts
-from agentkit.models.runtime import GenerationOutput, GenerationParams, LoadedModel
+from agentkit.models.runtime import GenerationOutput, GenerationParams
 from agentkit.models.tool_calls import (
     answered_calls,
     call_key,
@@ -39,7 +41,7 @@ from agentkit.registry import Registry
 class _Call:
     """One prepared request: the loaded base, prompt ids and everything generation needs."""
 
-    loaded: LoadedModel
+    loaded: ChatEngine
     prompt: list[int]
     params: GenerationParams
     grammar: Any
@@ -61,7 +63,7 @@ _CALL_OPTIONS = {
 
 
 class LocalChatModel(BaseChatModel):
-    """A chat model from the agentkit registry, run in this process with transformers.
+    """A chat model from the agentkit registry, run in this process with transformers or llama.cpp.
 
     Example:
         ```python
@@ -88,6 +90,19 @@ class LocalChatModel(BaseChatModel):
     max_retries: int = Field(default=0, ge=0, description="accepted for parity; local runs don't retry")
     streaming: bool = Field(default=False, description="invoke() streams internally (callbacks)")
     home: str | None = Field(default=None, description="registry root; default $AGENTKIT_HOME")
+    engine: Engine = Field(
+        default=Engine.AUTO,
+        description=(
+            "auto: llama.cpp for an entry with a GGUF and no adapter, else transformers (prompt-learning "
+            "adapters need it); or force transformers / llamacpp"
+        ),
+    )
+    n_threads: int | None = Field(
+        default=None, gt=0, description="CPU threads for generation; None = 1, measured (models/threads.py)"
+    )
+    n_ctx: int | None = Field(
+        default=None, gt=0, description="llama.cpp context in tokens; None = the model's, at most 8192"
+    )
     tool_call_threshold: float | None = Field(
         default=-12.0,
         description=(
@@ -123,6 +138,13 @@ class LocalChatModel(BaseChatModel):
     def _registry(self) -> Registry:
         return Registry(self.home)  # None: $AGENTKIT_HOME
 
+    def load_runtime(self, model: str | None = None, adapter: str | None = None) -> ChatEngine:
+        """The loaded runtime that serves `model` (default: this model's) with `adapter`."""
+        registry = self._registry()
+        return load_engine(
+            self.engine, model or self.model, adapter, registry, threads=self.n_threads, n_ctx=self.n_ctx
+        )
+
     def _prepare(self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]) -> _Call:
         unknown = set(kwargs) - _CALL_OPTIONS
         if unknown:
@@ -138,11 +160,13 @@ class LocalChatModel(BaseChatModel):
             seed=kwargs.get("seed", self.seed),
             stop=list(stop if stop is not None else (self.stop or [])),
             timeout=kwargs.get("timeout", self.timeout),
+            threads=self.n_threads,
         )
         tools = kwargs.get("tools") or None
         choice = normalise_tool_choice(kwargs.get("tool_choice"), tools)
         schema, json_mode = response_format_schema(kwargs.get("response_format"))
-        loaded = LoadedModel.get(kwargs.get("model") or self.model, self._registry())
+        adapter = kwargs.get("adapter", self.adapter)
+        loaded = self.load_runtime(kwargs.get("model"), adapter)
         chat = to_chat_dicts(
             messages,
             tools=tools if choice != "none" else None,
@@ -154,7 +178,6 @@ class LocalChatModel(BaseChatModel):
             grammar = loaded.grammar.json_schema(schema)
         elif json_mode:
             grammar = loaded.grammar.any_json()
-        adapter = kwargs.get("adapter", self.adapter)
         call = _Call(loaded, loaded.encode_chat(chat), params, grammar, adapter, with_tools=bool(tools and choice != "none"))
         if tools and choice == "none" and grammar is None:
             call.grammar = loaded.grammar.tool_calls(tools, "none")
@@ -166,7 +189,12 @@ class LocalChatModel(BaseChatModel):
         return call
 
     def _decide_tool(
-        self, loaded: LoadedModel, prompt: list[int], tools: list[dict[str, Any]], choice: str, adapter: str | None
+        self,
+        loaded: ChatEngine,
+        prompt: list[int],
+        tools: list[dict[str, Any]],
+        choice: str,
+        adapter: str | None,
     ) -> str:
         """Resolve "auto" and "any" to a decision the grammar can enforce, by the model's own scores.
 
@@ -271,10 +299,11 @@ class LocalChatModel(BaseChatModel):
             )
         )
 
-    def _metadata(self, loaded: LoadedModel, out: GenerationOutput, adapter: str | None) -> dict[str, Any]:
+    def _metadata(self, loaded: ChatEngine, out: GenerationOutput, adapter: str | None) -> dict[str, Any]:
         return {
             "model_name": loaded.model_id,
             "model_provider": "agentkit",
+            "engine": loaded.engine.value,
             "adapter": adapter,
             "finish_reason": out.finish_reason,
         }
@@ -308,8 +337,11 @@ class LocalChatModel(BaseChatModel):
 
 
 def _usage(out: GenerationOutput) -> UsageMetadata:
-    return UsageMetadata(
+    usage = UsageMetadata(
         input_tokens=out.input_tokens,
         output_tokens=out.output_tokens,
         total_tokens=out.input_tokens + out.output_tokens,
     )
+    if out.cached_tokens:  # prompt tokens served from the KV cache of an earlier call
+        usage["input_token_details"] = {"cache_read": out.cached_tokens}
+    return usage

@@ -9,6 +9,7 @@ from langchain_core.language_models import BaseChatModel
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from agentkit.errors import BadInputError, MissingPackageError
+from agentkit.models.engines import Engine
 
 LOCAL = "agentkit"
 
@@ -21,6 +22,9 @@ class ModelSpec(BaseModel):
     model: str = Field(default="smollm2-135m-instruct", description="registry id, or the provider's model name")
     provider: str = Field(default=LOCAL, description="'agentkit' (local registry) or a LangChain provider")
     adapter: str | None = Field(default=None, description="registry adapter id (provider agentkit only)")
+    engine: Engine = Field(
+        default=Engine.AUTO, description="auto | transformers | llamacpp (provider agentkit only)"
+    )
     base_url: str | None = Field(default=None, description="endpoint of an OpenAI-compatible server")
     temperature: float | None = Field(default=None, ge=0)
     max_tokens: int | None = Field(default=None, gt=0)
@@ -30,6 +34,8 @@ class ModelSpec(BaseModel):
     def _adapter_is_local(self) -> ModelSpec:
         if self.adapter and self.provider != LOCAL:
             raise ValueError("adapter is only valid with provider 'agentkit'; remove it or switch provider")
+        if self.engine is not Engine.AUTO and self.provider != LOCAL:
+            raise ValueError("engine is only valid with provider 'agentkit'; remove it or switch provider")
         return self
 
 
@@ -43,7 +49,7 @@ def load_chat_model(spec: ModelSpec | dict[str, Any] | str) -> BaseChatModel:
     if spec.provider == LOCAL:
         from agentkit.models.chat_model import LocalChatModel
 
-        return LocalChatModel(model=spec.model, adapter=spec.adapter, **common, **spec.options)
+        return LocalChatModel(model=spec.model, adapter=spec.adapter, engine=spec.engine, **common, **spec.options)
     from langchain.chat_models import init_chat_model
 
     if spec.base_url:

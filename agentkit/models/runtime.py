@@ -16,7 +16,9 @@ from typing import Any
 
 from agentkit.errors import BadInputError
 from agentkit.models.adapters import Adapter, AdapterSwitch
-from agentkit.registry import EntryKind, ModelTask, Registry
+from agentkit.models.engines import Engine
+from agentkit.models.threads import torch_threads
+from agentkit.registry import EntryKind, ModelCard, ModelTask, Registry
 
 _CACHE: dict[tuple[str, str, tuple[str, ...]], LoadedModel] = {}
 _CACHE_LOCK = threading.Lock()
@@ -31,6 +33,7 @@ class GenerationParams:
     seed: int | None = None
     stop: list[str] = field(default_factory=list)
     timeout: float | None = None
+    threads: int | None = None  # CPU threads; None = threads.DEFAULT_THREADS (measured there)
 
     def __post_init__(self) -> None:
         if self.max_new_tokens <= 0:
@@ -54,6 +57,7 @@ class GenerationOutput:
     input_tokens: int
     output_tokens: int
     finish_reason: str  # "stop" (EOS or a stop sequence) | "length" | "timeout"
+    cached_tokens: int = 0  # prompt tokens whose KV was reused from an earlier call (llama.cpp)
 
 
 def cut_at_stop(text: str, stop: list[str]) -> tuple[str, bool]:
@@ -79,8 +83,37 @@ class _TokenQueue:
         self.queue.put(None)
 
 
+def chat_base_card(registry: Registry, model_id: str) -> ModelCard:
+    """The card of `model_id`, refused unless it is a base causal LM (every engine loads only those)."""
+    card = registry.card(model_id)
+    if card.kind is EntryKind.ADAPTER:
+        raise BadInputError(
+            f"{model_id!r} is an adapter of {card.base!r}, not a base model.",
+            fix=f"use model={card.base!r}, adapter={model_id!r}.",
+        )
+    if card.task is not ModelTask.CAUSAL_LM:
+        raise BadInputError(
+            f"{model_id!r} is a {card.task.value} model, not a chat model.",
+            fix="pick a causal_lm entry from `agentkit models list`.",
+        )
+    return card
+
+
+def encode_chat(tokenizer: Any, model_id: str, messages: list[dict[str, str]]) -> list[int]:
+    """Prompt ids from the entry's own chat template; every engine renders prompts here."""
+    if not tokenizer.chat_template:
+        raise BadInputError(
+            f"{model_id!r} has no chat template.",
+            fix="import a chat/instruct model, or set chat_template in its tokenizer_config.json.",
+        )
+    encoded = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=True)
+    return list(encoded["input_ids"])
+
+
 class LoadedModel:
     """A causal LM from the registry, ready to generate; get one with `LoadedModel.get`."""
+
+    engine = Engine.TRANSFORMERS
 
     def __init__(self, registry: Registry, model_id: str, model: Any, tokenizer: Any) -> None:
         self.registry = registry
@@ -102,17 +135,7 @@ class LoadedModel:
     def get(cls, model_id: str, registry: Registry | None = None) -> LoadedModel:
         """The process-wide instance for `model_id`, loaded (and sha256-verified) on first use."""
         registry = registry or Registry()
-        card = registry.card(model_id)
-        if card.kind is EntryKind.ADAPTER:
-            raise BadInputError(
-                f"{model_id!r} is an adapter of {card.base!r}, not a base model.",
-                fix=f"use model={card.base!r}, adapter={model_id!r}.",
-            )
-        if card.task is not ModelTask.CAUSAL_LM:
-            raise BadInputError(
-                f"{model_id!r} is a {card.task.value} model, not a chat model.",
-                fix="pick a causal_lm entry from `agentkit models list`.",
-            )
+        card = chat_base_card(registry, model_id)
         key = registry.load_key(card)
         with _CACHE_LOCK:
             if key not in _CACHE:
@@ -135,15 +158,7 @@ class LoadedModel:
 
     # ---- prompts --------------------------------------------------------------------------
     def encode_chat(self, messages: list[dict[str, str]]) -> list[int]:
-        if not self.tokenizer.chat_template:
-            raise BadInputError(
-                f"{self.model_id!r} has no chat template.",
-                fix="import a chat/instruct model, or set chat_template in its tokenizer_config.json.",
-            )
-        encoded = self.tokenizer.apply_chat_template(
-            messages, add_generation_prompt=True, tokenize=True, return_dict=True
-        )
-        return list(encoded["input_ids"])
+        return encode_chat(self.tokenizer, self.model_id, messages)
 
     @property
     def grammar(self) -> Any:
@@ -207,7 +222,7 @@ class LoadedModel:
         # Only the last `keep` positions are needed (the continuations and the prompt's last token):
         # full logits would be (n, width, 49152) floats, gigabytes for a long prompt.
         keep = width - len(prompt_ids) + 1
-        with self.lock, self._using(adapter) as module, torch.inference_mode():
+        with self.lock, self._using(adapter) as module, torch.inference_mode(), torch_threads(None):
             logits = module(
                 input_ids=torch.tensor(rows), attention_mask=torch.tensor(mask), logits_to_keep=keep
             ).logits  # (n, keep, vocab): the last `keep` positions
@@ -286,7 +301,7 @@ class LoadedModel:
 
         kwargs = self._generate_kwargs(prompt_ids, params, grammar)
         started = time.perf_counter()
-        with self.lock, self._using(adapter) as module, torch.inference_mode():
+        with self.lock, self._using(adapter) as module, torch.inference_mode(), torch_threads(params.threads):
             if params.seed is not None:
                 torch.manual_seed(params.seed)
             out = module.generate(**kwargs)
@@ -324,7 +339,7 @@ class LoadedModel:
             # The worker, not the consumer, holds the lock: an abandoned or interleaved stream
             # (zip of two streams, astream on a thread pool) can then never deadlock the model.
             try:
-                with self.lock, self._using(adapter) as module, torch.inference_mode():
+                with self.lock, self._using(adapter) as module, torch.inference_mode(), torch_threads(params.threads):
                     if params.seed is not None:
                         torch.manual_seed(params.seed)
                     module.generate(**kwargs, streamer=streamer)

@@ -16,7 +16,7 @@ class TestLocalChatModelIntegration(LocalChatModelCapabilities, ChatModelIntegra
     def chat_model_params(self) -> dict:
         # 96 new tokens keeps each call to a few seconds on 2 cores and leaves room for a tool
         # call's begin tag plus CJK arguments (3 byte-level tokens a character); greedy decoding.
-        return {"model": "smollm2-135m-instruct", "max_tokens": 96, "temperature": 0}
+        return {"model": "smollm2-135m-instruct", "max_tokens": 96, "temperature": 0, "engine": "transformers"}
 
     @property
     def structured_output_kwargs(self) -> dict:

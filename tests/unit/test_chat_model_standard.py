@@ -21,4 +21,4 @@ class TestLocalChatModelUnit(LocalChatModelCapabilities, ChatModelUnitTests):
 
     @property
     def chat_model_params(self) -> dict:
-        return {"model": "smollm2-135m-instruct"}
+        return {"model": "smollm2-135m-instruct", "engine": "transformers"}
