@@ -126,15 +126,27 @@ def lora_gguf_path(registry: Registry, adapter: str) -> Path | None:
 
 
 # ---- the rule --------------------------------------------------------------------------------------
-def resolve_engine(engine: Engine | str, model_id: str, adapter: str | None, registry: Registry) -> Engine:
+# Whether `auto` may pick llama.cpp. Off until the llama.cpp grammars match the transformers engine
+# on agent goals: with llguidance, grammar-forced text is fast-forwarded in its canonical tokens, so
+# SmolLM2-135M never gets to pick the merged token it prefers after `{"expression": "` (it writes
+# `"{12} * 7"` on transformers); on llama.cpp it closes the string at once, and the quickstart goal
+# loops on `calculator(expression="")`. `engine="llamacpp"` runs it today.
+AUTO_PICKS_LLAMACPP = False
+
+
+def resolve_engine(engine: Engine | str, model_id: str, adapter: str | None, registry: Registry, *,
+                   auto_picks_llamacpp: bool | None = None) -> Engine:  # fmt: skip
     """`auto` -> llama.cpp for an entry with a GGUF and no adapter (or a converted LoRA), else
-    transformers. A forced llama.cpp that cannot run the request fails with the one-line fix."""
+    transformers (while `AUTO_PICKS_LLAMACPP` is off: transformers). A forced llama.cpp that cannot
+    run the request fails with the one-line fix."""
     engine = Engine(engine)
     if engine is Engine.TRANSFORMERS:
         return engine
     card = registry.card(model_id)
     kind = peft_type(registry, adapter) if adapter else None
     if engine is Engine.AUTO:
+        if not (AUTO_PICKS_LLAMACPP if auto_picks_llamacpp is None else auto_picks_llamacpp):
+            return Engine.TRANSFORMERS
         if card.kind is not EntryKind.BASE or gguf_path(registry, card) is None:
             return Engine.TRANSFORMERS
         if adapter and (kind in PROMPT_LEARNING or lora_gguf_path(registry, adapter) is None):

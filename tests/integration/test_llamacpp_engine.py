@@ -65,15 +65,17 @@ def get_weather(location: str) -> str:
 # ---- which engine ------------------------------------------------------------------------------
 def test_auto_picks_llamacpp_for_an_entry_with_a_gguf(registry: Registry) -> None:
     assert gguf_path(registry, registry.card(BASE)).suffix == ".gguf"
-    assert resolve_engine("auto", BASE, None, registry) is Engine.LLAMACPP
-    reply = LocalChatModel(max_new_tokens=4).invoke("Hi")
+    assert resolve_engine("auto", BASE, None, registry, auto_picks_llamacpp=True) is Engine.LLAMACPP
+    # the default stays transformers until llama.cpp matches it on agent goals (engines.AUTO_PICKS_LLAMACPP)
+    assert resolve_engine("auto", BASE, None, registry) is Engine.TRANSFORMERS
+    reply = LocalChatModel(max_new_tokens=4, engine="llamacpp").invoke("Hi")
     assert reply.response_metadata["engine"] == "llamacpp"
     assert LocalChatModel(max_new_tokens=4, engine="transformers").invoke("Hi").response_metadata["engine"] == "transformers"
 
 
 def test_auto_picks_transformers_without_a_gguf_and_forcing_llamacpp_names_the_fix(registry: Registry) -> None:
     copy = ensure_second_model()  # an HF-folder import: no GGUF
-    assert resolve_engine("auto", copy, None, registry) is Engine.TRANSFORMERS
+    assert resolve_engine("auto", copy, None, registry, auto_picks_llamacpp=True) is Engine.TRANSFORMERS
     with pytest.raises(BadInputError, match="engine: transformers"):
         llm(model=copy).invoke("Hi")
 
@@ -106,7 +108,7 @@ def test_adapters_go_to_transformers_and_forcing_llamacpp_fails_in_one_line(
     registry: Registry, adapters: dict[str, str]
 ) -> None:
     for adapter in adapters.values():
-        assert resolve_engine("auto", BASE, adapter, registry) is Engine.TRANSFORMERS
+        assert resolve_engine("auto", BASE, adapter, registry, auto_picks_llamacpp=True) is Engine.TRANSFORMERS
     reply = LocalChatModel(adapter=adapters["prefix_tuning"], max_new_tokens=4).invoke("Hi")
     assert reply.response_metadata["engine"] == "transformers"
     with pytest.raises(BadInputError, match="prefix_tuning adapter .* engine: transformers") as err:
