@@ -82,10 +82,11 @@ def inference_prompt(monkeypatch: pytest.MonkeyPatch, tokenizer, messages: list,
     from agentkit.models import chat_model
     from agentkit.models.runtime import LoadedModel
 
-    fake_loaded = SimpleNamespace(tokenizer=tokenizer, grammar=SimpleNamespace(tool_calls=lambda *a: None))
+    fake_loaded = SimpleNamespace(tokenizer=tokenizer, model_id="fake-model",
+                                  grammar=SimpleNamespace(tool_calls=lambda *a: None))
     fake_loaded.encode_chat = lambda chat: LoadedModel.encode_chat(fake_loaded, chat)
-    monkeypatch.setattr(chat_model.LoadedModel, "get", classmethod(lambda cls, *a, **k: fake_loaded))
-    bound = chat_model.LocalChatModel().bind_tools(tools, tool_choice="any")
+    monkeypatch.setattr(chat_model.LocalChatModel, "load_runtime", lambda self, *a, **k: fake_loaded)
+    bound = chat_model.LocalChatModel(engine="transformers").bind_tools(tools, tool_choice="any")
     return bound.bound._prepare(messages, None, dict(bound.kwargs)).prompt
 
 
