@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import secrets
 import statistics
 import time
 from pathlib import Path
@@ -59,28 +58,9 @@ def ensure_adapters() -> tuple[Path, list[Path]]:
 
 
 def start(base_gguf: Path, loras: list[Path], slots: int = 1) -> Any:
-    import xllamacpp
+    from agentkit.models.llamacpp import start_server  # the engine's set-up, LoRAs at scale 0
 
-    params = xllamacpp.CommonParams()
-    params.model.path = str(base_gguf)
-    params.n_ctx = 1024 * slots
-    params.n_parallel = slots
-    params.cpuparams.n_threads = params.cpuparams_batch.n_threads = 1
-    # A prompt restored from the RAM cache may carry KV of another adapter (test_gguf_lora.py).
-    params.cache_ram_mib = 0
-    # as the engine (llamacpp.py): a token's logits then do not depend on the batch it is in
-    params.flash_attn_type = xllamacpp.llama_flash_attn_type.LLAMA_FLASH_ATTN_TYPE_ENABLED
-    params.warmup = False
-    params.verbosity = -1
-    params.api_keys = [secrets.token_urlsafe(32)]
-    adapters = []
-    for path in loras:
-        info = xllamacpp.CommonAdapterLoraInfo()
-        info.path, info.scale = str(path), 0.0
-        adapters.append(info)
-    params.lora_adapters = adapters
-    params.lora_init_without_apply = True
-    return xllamacpp.Server(params)
+    return start_server(base_gguf, threads=1, n_ctx=1024, loras=loras, slots=slots)
 
 
 def request_ms(server: Any, prompt: list[int], active: int, n: int, cache: bool, **extra: Any) -> float:

@@ -14,7 +14,7 @@ import queue
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -84,7 +84,7 @@ class LlamaCppModel:
             if key not in _MODELS:
                 server_key = (str(gguf), threads, ctx)
                 if server_key not in _SERVERS:
-                    _SERVERS[server_key] = _start_server(gguf, threads, ctx)
+                    _SERVERS[server_key] = start_server(gguf, threads, ctx)
                 tokenizer, end_ids = _tokenizer(folder)
                 _MODELS[key] = cls(model_id, gguf, _SERVERS[server_key], tokenizer, end_ids, ctx)
             return _MODELS[key]
@@ -284,7 +284,9 @@ def _no_adapter(adapter: str | None) -> None:
         )
 
 
-def _start_server(gguf: Path, threads: int, n_ctx: int) -> Any:
+def start_server(gguf: Path, threads: int, n_ctx: int, *, loras: Sequence[Path] = (), slots: int = 1) -> Any:
+    """An in-process llama-server on `gguf`, set up as the engine needs it; `loras` (GGUF LoRA files)
+    are loaded at scale 0, off until a request's `lora` list names them by position."""
     # Waiting OpenMP threads sleep instead of spinning (see threads.py); read once, when the
     # OpenMP runtime loads, so it only helps when torch has not loaded it already.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -295,10 +297,10 @@ def _start_server(gguf: Path, threads: int, n_ctx: int) -> Any:
 
     params = xllamacpp.CommonParams()
     params.model.path = str(gguf)
-    params.n_ctx = n_ctx
+    params.n_ctx = n_ctx * slots
     # One slot: requests queue, and the slot's KV cache keeps the last prompt, so the next agent
     # step (same system prompt, tools and history, plus a few messages) pays only for new tokens.
-    params.n_parallel = 1
+    params.n_parallel = slots
     params.cpuparams.n_threads = threads
     params.cpuparams_batch.n_threads = threads
     # Same prompt, same reply, whatever ran before: flash attention makes a token's logits the same
@@ -312,6 +314,14 @@ def _start_server(gguf: Path, threads: int, n_ctx: int) -> Any:
     # The server also listens on 127.0.0.1 (a random port) for HTTP; calls from this process skip
     # HTTP and the key, so a key nobody else knows closes that port to other local users.
     params.api_keys = [secrets.token_urlsafe(32)]
+    if loras:
+        adapters = []
+        for path in loras:
+            info = xllamacpp.CommonAdapterLoraInfo()
+            info.path, info.scale = str(path), 0.0
+            adapters.append(info)
+        params.lora_adapters = adapters
+        params.lora_init_without_apply = True
     try:
         return xllamacpp.Server(params)
     except RuntimeError as exc:

@@ -6,7 +6,6 @@ LoRA of another base, is refused in one line (exit 2)."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import statistics
 import threading
@@ -81,31 +80,11 @@ def lab(tmp_path_factory: pytest.TempPathFactory, registry: Registry) -> dict[st
 
 
 def start_server(base_gguf: Path, loras: list[Path]) -> Any:
-    """A llama.cpp server set up as the engine's (llamacpp.py: one slot, one thread, flash attention,
-    no RAM prompt cache), with `loras` loaded at scale 0: off until a request names them."""
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    import secrets
+    """The engine's llama.cpp server (one slot, one thread, flash attention, no RAM prompt cache),
+    with `loras` loaded at scale 0: off until a request names them."""
+    from agentkit.models.llamacpp import start_server as engine_server
 
-    import xllamacpp
-
-    params = xllamacpp.CommonParams()
-    params.model.path = str(base_gguf)
-    params.n_ctx = 1024
-    params.n_parallel = 1
-    params.cpuparams.n_threads = params.cpuparams_batch.n_threads = 1
-    params.flash_attn_type = xllamacpp.llama_flash_attn_type.LLAMA_FLASH_ATTN_TYPE_ENABLED
-    params.warmup = False
-    params.verbosity = -1
-    params.cache_ram_mib = 0
-    params.api_keys = [secrets.token_urlsafe(32)]
-    adapters = []
-    for path in loras:
-        info = xllamacpp.CommonAdapterLoraInfo()
-        info.path, info.scale = str(path), 0.0
-        adapters.append(info)
-    params.lora_adapters = adapters
-    params.lora_init_without_apply = True
-    return xllamacpp.Server(params)
+    return engine_server(base_gguf, threads=1, n_ctx=1024, loras=loras)
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ Without a working bwrap the tool refuses to build and to run; it never falls bac
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import threading
@@ -16,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from agentkit.errors import BadInputError
-from agentkit.tools import ToolContext, ToolError, build_tools, invoke_tool, python_code, sandbox
+from agentkit.tools import ToolContext, ToolError, build_tools, invoke_tool, sandbox
 from agentkit.tools.python_code import PythonOptions, run_python, sandbox_problem
 
 
