@@ -115,30 +115,53 @@ def peft_type(registry: Registry, adapter: str) -> str | None:
         return None
 
 
-def lora_gguf_path(registry: Registry, adapter: str) -> Path | None:
-    """The GGUF LoRA that llama.cpp would apply for `adapter`; None until LoRA adapters are converted.
+_LORA_GGUF: dict[tuple[Any, ...], Path | None] = {}  # (adapter load key, base GGUF) -> file or None
+_LORA_LOCK = threading.Lock()
 
-    The seam for the conversion step (PEFT safetensors -> GGUF LoRA, e.g. llama.cpp's
-    convert_lora_to_gguf): once it writes a file and records it on the adapter's card, return that
-    path here and `resolve_engine` starts sending LoRA adapters to llama.cpp.
+
+def lora_gguf_path(registry: Registry, adapter: str, model_id: str, *, strict: bool = False) -> Path | None:
+    """The GGUF LoRA llama.cpp applies for `adapter` on base `model_id`, converted from its PEFT
+    files on first use (registry.gguf_lora.ensure_gguf_lora) and remembered for this process.
+
+    None when llama.cpp cannot run it (a base without a GGUF, a LoRA variant the converter
+    refuses); with `strict`, the one-line BadInputError that names the reason instead.
     """
-    return None
+    from agentkit.registry.gguf_lora import ensure_gguf_lora
+
+    card = registry.card(model_id)
+    base_gguf = gguf_path(registry, card) if card.kind is EntryKind.BASE else None
+    if base_gguf is None:
+        if strict:
+            raise BadInputError(
+                f"{model_id!r} has no GGUF file, so llama.cpp cannot run adapter {adapter!r} on it.",
+                fix="use engine: transformers (or engine: auto) for this adapter.",
+            )
+        return None
+    key = (registry.load_key(registry.card(adapter)), str(base_gguf))
+    with _LORA_LOCK:
+        if key in _LORA_GGUF and (_LORA_GGUF[key] is not None or not strict):
+            return _LORA_GGUF[key]
+        try:
+            path: Path | None = ensure_gguf_lora(registry, adapter, base=model_id, base_gguf=base_gguf)
+        except BadInputError:
+            _LORA_GGUF[key] = None
+            if strict:
+                raise
+            return None
+        _LORA_GGUF[key] = path
+        return path
 
 
 # ---- the rule --------------------------------------------------------------------------------------
-# Whether `auto` may pick llama.cpp. Off until the llama.cpp grammars match the transformers engine
-# on agent goals: with llguidance, grammar-forced text is fast-forwarded in its canonical tokens, so
-# SmolLM2-135M never gets to pick the merged token it prefers after `{"expression": "` (it writes
-# `"{12} * 7"` on transformers); on llama.cpp it closes the string at once, and the quickstart goal
-# loops on `calculator(expression="")`. `engine="llamacpp"` runs it today.
-AUTO_PICKS_LLAMACPP = False
+# Whether `auto` may pick llama.cpp (a switch for tests of the rule and for bisecting a regression).
+AUTO_PICKS_LLAMACPP = True
 
 
 def resolve_engine(engine: Engine | str, model_id: str, adapter: str | None, registry: Registry, *,
                    auto_picks_llamacpp: bool | None = None) -> Engine:  # fmt: skip
-    """`auto` -> llama.cpp for an entry with a GGUF and no adapter (or a converted LoRA), else
-    transformers (while `AUTO_PICKS_LLAMACPP` is off: transformers). A forced llama.cpp that cannot
-    run the request fails with the one-line fix."""
+    """`auto` -> llama.cpp for a base entry with a GGUF and no adapter or a LoRA adapter that
+    converts to a GGUF LoRA; transformers otherwise (prompt-learning adapters, entries without a
+    GGUF). A forced llama.cpp that cannot run the request fails with the one-line fix."""
     engine = Engine(engine)
     if engine is Engine.TRANSFORMERS:
         return engine
@@ -149,7 +172,7 @@ def resolve_engine(engine: Engine | str, model_id: str, adapter: str | None, reg
             return Engine.TRANSFORMERS
         if card.kind is not EntryKind.BASE or gguf_path(registry, card) is None:
             return Engine.TRANSFORMERS
-        if adapter and (kind in PROMPT_LEARNING or lora_gguf_path(registry, adapter) is None):
+        if adapter and (kind in PROMPT_LEARNING or lora_gguf_path(registry, adapter, model_id) is None):
             return Engine.TRANSFORMERS
         return Engine.LLAMACPP
     if adapter and kind in PROMPT_LEARNING:
@@ -157,16 +180,13 @@ def resolve_engine(engine: Engine | str, model_id: str, adapter: str | None, reg
             f"Adapter {adapter!r} is a {kind.lower()} adapter (a learned prompt); llama.cpp cannot run it.",
             fix="use engine: transformers (or engine: auto) for this adapter.",
         )
-    if adapter and lora_gguf_path(registry, adapter) is None:
-        raise BadInputError(
-            f"Adapter {adapter!r} has no GGUF LoRA yet, so llama.cpp cannot apply it.",
-            fix="use engine: transformers (or engine: auto) for adapters.",
-        )
     if card.kind is EntryKind.BASE and gguf_path(registry, card) is None:
         raise BadInputError(
             f"{model_id!r} has no GGUF file, which the llama.cpp engine runs.",
             fix="use engine: transformers, or import the model from its .gguf (`agentkit models import FILE.gguf`).",
         )
+    if adapter:
+        lora_gguf_path(registry, adapter, model_id, strict=True)  # the reason it cannot, in one line
     return Engine.LLAMACPP
 
 

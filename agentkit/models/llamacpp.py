@@ -20,13 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from agentkit.errors import AgentkitError, BadInputError, MissingPackageError
-from agentkit.models.engines import Engine, gguf_path
+from agentkit.models.engines import Engine, gguf_path, lora_gguf_path
 from agentkit.models.llamacpp_grammar import LarkConstraint, LarkGrammars, forced_tokens
 from agentkit.models.runtime import GenerationOutput, GenerationParams, chat_base_card, encode_chat
 from agentkit.models.threads import generation_threads
 from agentkit.registry import Registry
 
-_SERVERS: dict[tuple[str, int, int], Any] = {}  # (GGUF path, threads, n_ctx) -> xllamacpp.Server
 _MODELS: dict[tuple[Any, ...], LlamaCppModel] = {}
 _LOCK = threading.Lock()
 # Context when the caller sets none: the model's trained length, capped. KV cache is allocated up
@@ -43,19 +42,30 @@ class _Reply:
 
 
 class LlamaCppModel:
-    """A GGUF base under llama.cpp, ready to generate; get one with `LlamaCppModel.get`."""
+    """A GGUF base under llama.cpp, ready to generate; get one with `LlamaCppModel.get`.
+
+    LoRA adapters are switched per request on the one loaded base: the server holds every GGUF
+    LoRA used so far at scale 0, and each request's `lora` list turns on its own (a switch costs
+    ~6 ms, bench/lora_swap.py). The first request for a new adapter converts it once
+    (engines.lora_gguf_path) and restarts the server with the longer list (~1 s for SmolLM2).
+    """
 
     engine = Engine.LLAMACPP
 
     def __init__(
-        self, model_id: str, gguf: Path, server: Any, tokenizer: Any, end_ids: list[int], n_ctx: int
-    ) -> None:
+        self, model_id: str, gguf: Path, server: Any, tokenizer: Any, end_ids: list[int], n_ctx: int,
+        *, registry: Registry | None = None, threads: int = 1,
+    ) -> None:  # fmt: skip
         self.model_id = model_id
         self.gguf = gguf
         self.server = server
         self.tokenizer = tokenizer
         self.end_ids = end_ids
         self.n_ctx = n_ctx
+        self.registry = registry or Registry()
+        self.threads = threads
+        self._loras: list[str] = []  # adapter ids, in the server's LoRA order
+        self._server_lock = threading.Lock()
         self._grammar: LarkGrammars | None = None
 
     @classmethod
@@ -82,12 +92,25 @@ class LlamaCppModel:
         key = (registry.load_key(card), str(gguf), threads, ctx)
         with _LOCK:
             if key not in _MODELS:
-                server_key = (str(gguf), threads, ctx)
-                if server_key not in _SERVERS:
-                    _SERVERS[server_key] = start_server(gguf, threads, ctx)
+                server = start_server(gguf, threads, ctx)
                 tokenizer, end_ids = _tokenizer(folder)
-                _MODELS[key] = cls(model_id, gguf, _SERVERS[server_key], tokenizer, end_ids, ctx)
+                _MODELS[key] = cls(model_id, gguf, server, tokenizer, end_ids, ctx, registry=registry, threads=threads)
             return _MODELS[key]
+
+    # ---- adapters ------------------------------------------------------------------------------
+    def _serving(self, adapter: str | None) -> tuple[Any, dict[str, Any]]:
+        """The server to send a request to and the request's `lora` field for `adapter`."""
+        with self._server_lock:
+            if adapter is not None and adapter not in self._loras:
+                path = lora_gguf_path(self.registry, adapter, self.model_id, strict=True)
+                loras = [lora_gguf_path(self.registry, a, self.model_id, strict=True) for a in self._loras]
+                self.server = start_server(self.gguf, self.threads, self.n_ctx, loras=[*loras, path])  # type: ignore[list-item]
+                self._loras.append(adapter)
+            server, names = self.server, list(self._loras)
+        if not names:
+            return server, {}
+        # The whole list on every request: an adapter left out keeps the scale the last request gave it.
+        return server, {"lora": [{"id": i, "scale": 1.0 if name == adapter else 0.0} for i, name in enumerate(names)]}
 
     # ---- prompts and grammars ---------------------------------------------------------------
     def encode_chat(self, messages: list[dict[str, str]]) -> list[int]:
@@ -104,13 +127,13 @@ class LlamaCppModel:
     ) -> list[float]:
         """log P(text | prompt) for each text: its canonical tokens forced by a grammar, each one's
         log-prob read from the unconstrained distribution (`post_sampling_probs: false`)."""
-        _no_adapter(adapter)
+        server, lora = self._serving(adapter)
         scores = []
         for text in texts:
             ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
             body = {"max_tokens": len(ids), "temperature": 0, "n_probs": 1, "post_sampling_probs": False,
-                    "grammar": forced_tokens(ids)}  # fmt: skip
-            reply = self._once(prompt_ids, body)
+                    "grammar": forced_tokens(ids), **lora}  # fmt: skip
+            reply = self._once(server, prompt_ids, body)
             content = reply["choices"][0]["logprobs"]["content"][: len(ids)]
             if [t["id"] for t in content] != ids:
                 raise AgentkitError(f"llama.cpp did not follow the forced tokens of {text!r}.")
@@ -122,17 +145,17 @@ class LlamaCppModel:
         self, prompt_ids: list[int], params: GenerationParams, *, grammar: LarkConstraint | None = None,
         adapter: str | None = None,
     ) -> GenerationOutput:  # fmt: skip
-        _no_adapter(adapter)
         if grammar is not None:
             grammar.check_budget(params.max_new_tokens)
+        served = self._serving(adapter)
         deadline = time.monotonic() + params.timeout if params.timeout else None
-        out = self._complete(prompt_ids, params, grammar.text if grammar else None, deadline)
+        out = self._complete(served, prompt_ids, params, grammar.text if grammar else None, deadline)
         for bounded in grammar.retry_grammars(params.max_new_tokens) if grammar is not None else []:
             if out.finish_reason != "length" or not grammar.unfinished(out.text):  # type: ignore[union-attr]
                 break
             # Cut mid-JSON (a 135M model repeating an array item or looping inside a string):
             # redo with strings and arrays short enough to close within the budget.
-            out = self._complete(prompt_ids, params, bounded, deadline)
+            out = self._complete(served, prompt_ids, params, bounded, deadline)
         return out
 
     def stream(
@@ -150,14 +173,14 @@ class LlamaCppModel:
                 yield out.text
             yield out
             return
-        _no_adapter(adapter)
+        served = self._serving(adapter)
         items: queue.Queue[Any] = queue.Queue()
         cancel = threading.Event()
         deadline = time.monotonic() + params.timeout if params.timeout else None
 
         def run() -> None:
             try:
-                items.put(self._complete(prompt_ids, params, grammar.text if grammar else None, deadline,
+                items.put(self._complete(served, prompt_ids, params, grammar.text if grammar else None, deadline,
                                          on_text=items.put, cancel=cancel))  # fmt: skip
             except BaseException as exc:  # re-raised in the consumer's thread
                 items.put(exc)
@@ -200,6 +223,7 @@ class LlamaCppModel:
 
     def _complete(
         self,
+        served: tuple[Any, dict[str, Any]],
         prompt_ids: list[int],
         params: GenerationParams,
         grammar: str | None,
@@ -210,8 +234,9 @@ class LlamaCppModel:
         """One completion. Streamed when something may stop it early (a timeout, a consumer that
         leaves): the callback's True return is how llama.cpp is told to stop. Otherwise in one
         piece, which spares a JSON chunk and a Python call per token."""
+        server, lora = served
         if on_text is None and deadline is None and cancel is None:
-            whole = self._once(prompt_ids, self._body(params, grammar))
+            whole = self._once(server, prompt_ids, {**self._body(params, grammar), **lora})
             choice = whole["choices"][0]
             usage = whole.get("usage") or {}
             cached = int((usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0)
@@ -240,9 +265,9 @@ class LlamaCppModel:
                 return True
             return False
 
-        body = {**self._body(params, grammar), "prompt": prompt_ids, "cache_prompt": True, "stream": True,
+        body = {**self._body(params, grammar), **lora, "prompt": prompt_ids, "cache_prompt": True, "stream": True,
                 "stream_options": {"include_usage": True}}  # fmt: skip
-        self.server.handle_completions(body, callback)
+        server.handle_completions(body, callback)
         if errors:
             raise self._error(errors[0], prompt_ids)
         text = "".join(parts)
@@ -253,10 +278,10 @@ class LlamaCppModel:
         cached = int((reply.usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0)
         return GenerationOutput(text, len(prompt_ids), int(n_out), finish or "stop", cached_tokens=cached)
 
-    def _once(self, prompt_ids: list[int], body: dict[str, Any]) -> dict[str, Any]:
+    def _once(self, server: Any, prompt_ids: list[int], body: dict[str, Any]) -> dict[str, Any]:
         if len(prompt_ids) >= self.n_ctx:
             raise self._error({"message": "exceeds the available context size"}, prompt_ids)
-        reply = self.server.handle_completions({**body, "prompt": prompt_ids, "cache_prompt": True})
+        reply = server.handle_completions({**body, "prompt": prompt_ids, "cache_prompt": True})
         if "choices" not in reply:
             raise self._error(reply.get("error", reply), prompt_ids)
         return reply
@@ -274,14 +299,6 @@ class LlamaCppModel:
                 fix="check the tool / response schema against JSON Schema (types, required, properties).",
             )
         return AgentkitError(f"llama.cpp refused the request for {self.model_id!r}: {message}")
-
-
-def _no_adapter(adapter: str | None) -> None:
-    if adapter is not None:  # engines.resolve_engine never sends one; this guards direct callers
-        raise BadInputError(
-            f"The llama.cpp engine cannot apply adapter {adapter!r} yet.",
-            fix="use engine: transformers for adapters.",
-        )
 
 
 def start_server(gguf: Path, threads: int, n_ctx: int, *, loras: Sequence[Path] = (), slots: int = 1) -> Any:

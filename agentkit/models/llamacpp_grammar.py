@@ -20,8 +20,13 @@ from agentkit.models.schema_minimum import minimal_instance
 
 _CALL_END = "}\n" + TOOL_CALL_CLOSE
 # Compact JSON with one space after ',' and ':' -- what json.dumps writes and what the prompt
-# shows; free whitespace lets a 135M model pad until max_new_tokens runs out (grammar.py, _MAX_WS).
+# shows (a response schema; xgrammar's any_whitespace=False on the transformers engine).
 _LAYOUT = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "}
+# Tool-call arguments: at most one space or newline between JSON tokens, as grammar.py's
+# max_whitespace_cnt=1. Forcing the compact layout there broke SmolLM2's calls: after
+# `"expression":` it ranks ` {"` first and, held to ` "`, closed the string at once; with a newline
+# allowed it writes the expression (free whitespace would let it pad to max_new_tokens).
+_CALL_LAYOUT = {"whitespace_flexible": True, "whitespace_pattern": r"[ \n]?"}
 # Text that may not appear in a text reply: blocked "<tool_response>", a small model writes
 # "<tool_response_result>" or "<tool-response>" instead (grammar.py, _TAG_STEM). The `&`/`~` regex
 # operators are llguidance's; a literal "<tool_call>" therefore always opens a checked call.
@@ -135,7 +140,7 @@ class LarkGrammars:
             for i, fn in enumerate(functions):
                 rest = call_begin(fn["name"]).removeprefix(CALL_OPENER)  # NAME", "arguments":
                 rules.append(f"body{i}: {_lit(rest)} args{i} {_lit(_CALL_END)}")
-                rules.append(f"args{i}: %json {_json_arg(_params(fn), None)}")
+                rules.append(f"args{i}: %json {_json_arg(_params(fn), None, _CALL_LAYOUT)}")
             return LarkConstraint("\n".join([*rules, _SAFE_TEXT]) + "\n", 0)
         chosen = functions if choice == "any" else [f for f in functions if f["name"] == choice]
 
@@ -144,7 +149,7 @@ class LarkGrammars:
             rules = ["%llguidance {}", f"start: {calls}"]
             for i, fn in enumerate(chosen):
                 rules.append(f"call{i}: {_lit(call_begin(fn['name']))} args{i} {_lit(_CALL_END)}")
-                rules.append(f"args{i}: %json {_json_arg(_params(fn), max_len)}")
+                rules.append(f"args{i}: %json {_json_arg(_params(fn), max_len, _CALL_LAYOUT)}")
             return "\n".join(rules) + "\n"
 
         def shortest(fn: dict[str, Any]) -> tuple[int, int]:
@@ -192,10 +197,10 @@ def _check_schema(node: Any) -> None:
             _check_schema(value)
 
 
-def _json_arg(schema: dict[str, Any], max_len: int | None) -> str:
-    """The `%json` argument: strict objects, the compact layout, and caps for a bounded redo."""
+def _json_arg(schema: dict[str, Any], max_len: int | None, layout: dict[str, Any] | None = None) -> str:
+    """The `%json` argument: strict objects, the layout (compact by default), and caps for a bounded redo."""
     prepared = _strict(copy.deepcopy(schema), max_len)
-    prepared["x-guidance"] = _LAYOUT
+    prepared["x-guidance"] = layout or _LAYOUT
     return json.dumps(prepared, ensure_ascii=False)
 
 

@@ -65,17 +65,16 @@ def get_weather(location: str) -> str:
 # ---- which engine ------------------------------------------------------------------------------
 def test_auto_picks_llamacpp_for_an_entry_with_a_gguf(registry: Registry) -> None:
     assert gguf_path(registry, registry.card(BASE)).suffix == ".gguf"
-    assert resolve_engine("auto", BASE, None, registry, auto_picks_llamacpp=True) is Engine.LLAMACPP
-    # the default stays transformers until llama.cpp matches it on agent goals (engines.AUTO_PICKS_LLAMACPP)
-    assert resolve_engine("auto", BASE, None, registry) is Engine.TRANSFORMERS
-    reply = LocalChatModel(max_new_tokens=4, engine="llamacpp").invoke("Hi")
+    assert resolve_engine("auto", BASE, None, registry) is Engine.LLAMACPP
+    assert resolve_engine("auto", BASE, None, registry, auto_picks_llamacpp=False) is Engine.TRANSFORMERS
+    reply = LocalChatModel(max_new_tokens=4).invoke("Hi")
     assert reply.response_metadata["engine"] == "llamacpp"
     assert LocalChatModel(max_new_tokens=4, engine="transformers").invoke("Hi").response_metadata["engine"] == "transformers"
 
 
 def test_auto_picks_transformers_without_a_gguf_and_forcing_llamacpp_names_the_fix(registry: Registry) -> None:
     copy = ensure_second_model()  # an HF-folder import: no GGUF
-    assert resolve_engine("auto", copy, None, registry, auto_picks_llamacpp=True) is Engine.TRANSFORMERS
+    assert resolve_engine("auto", copy, None, registry) is Engine.TRANSFORMERS
     with pytest.raises(BadInputError, match="engine: transformers"):
         llm(model=copy).invoke("Hi")
 
@@ -104,18 +103,54 @@ def adapters(registry: Registry) -> dict[str, str]:
     return made
 
 
-def test_adapters_go_to_transformers_and_forcing_llamacpp_fails_in_one_line(
+def test_auto_sends_a_lora_to_llamacpp_and_a_prefix_to_transformers_forcing_fails_in_one_line(
     registry: Registry, adapters: dict[str, str]
 ) -> None:
-    for adapter in adapters.values():
-        assert resolve_engine("auto", BASE, adapter, registry, auto_picks_llamacpp=True) is Engine.TRANSFORMERS
+    assert resolve_engine("auto", BASE, adapters["lora"], registry) is Engine.LLAMACPP
+    assert resolve_engine("auto", BASE, adapters["prefix_tuning"], registry) is Engine.TRANSFORMERS
+    reply = LocalChatModel(adapter=adapters["lora"], max_new_tokens=4).invoke("Hi")
+    assert (reply.response_metadata["engine"], reply.response_metadata["adapter"]) == ("llamacpp", adapters["lora"])
     reply = LocalChatModel(adapter=adapters["prefix_tuning"], max_new_tokens=4).invoke("Hi")
     assert reply.response_metadata["engine"] == "transformers"
     with pytest.raises(BadInputError, match="prefix_tuning adapter .* engine: transformers") as err:
         llm(adapter=adapters["prefix_tuning"]).invoke("Hi")
     assert "\n" not in str(err.value)
-    with pytest.raises(BadInputError, match="no GGUF LoRA yet.*engine: transformers"):
-        llm(adapter=adapters["lora"]).invoke("Hi")
+
+
+def test_an_adapter_of_another_base_is_refused_in_one_line(registry: Registry, adapters: dict[str, str]) -> None:
+    other = ensure_second_gguf_model()  # another base entry with its own GGUF
+    with pytest.raises(BadInputError, match=f"not an adapter of '{other}'") as err:
+        llm(model=other, adapter=adapters["lora"]).invoke("Hi")
+    assert "\n" not in str(err.value)
+    # and a prompt-learning adapter forced onto llama.cpp names the engine that runs it
+    with pytest.raises(BadInputError, match="engine: transformers"):
+        llm(adapter=adapters["prefix_tuning"]).invoke("Hi")
+
+
+def test_two_adapters_from_several_threads_each_reply_matches_its_own(registry: Registry) -> None:
+    """LoRAs switched per request on one loaded base: concurrent calls never see each other's adapter."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from agentkit.models.llamacpp import LlamaCppModel
+    from tests.integration.test_gguf_lora import random_lora
+
+    names: list[str | None] = [None]
+    for seed, adapter in enumerate(("llcpp-swap-a", "llcpp-swap-b")):
+        if adapter not in registry:
+            random_lora(registry, adapter, seed)
+        names.append(adapter)
+    question = [HumanMessage("Name three primary colours.")]
+
+    def reply(adapter: str | None) -> str:
+        return str(llm(adapter=adapter, max_new_tokens=16).invoke(question).content)
+
+    alone = {name: reply(name) for name in names}
+    assert len(set(alone.values())) == 3, alone  # the adapters really change the reply
+    server = LlamaCppModel.get(BASE).server
+    with ThreadPoolExecutor(6) as pool:
+        together = list(pool.map(lambda i: (names[i % 3], reply(names[i % 3])), range(18)))
+    assert all(text == alone[name] for name, text in together), together
+    assert LlamaCppModel.get(BASE).server is server  # no reload: every adapter was loaded already
 
 
 # ---- invoke, stream, batch, async ----------------------------------------------------------------
