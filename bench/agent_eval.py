@@ -5,6 +5,10 @@ in a fresh copy of its seed workspace, once per model, with the budgets its goal
 for both); success is the goal's checks passing after the run, re-checked here. Printed: success rate,
 mean steps and tokens per success for each model, and the adapter's difference in points.
 
+Also the baseline of one model alone (no --adapter) on one engine and strategy, with the median
+seconds per agent step (each step's wall time from the run's trace):
+  OMP_WAIT_POLICY=PASSIVE .venv/bin/python bench/agent_eval.py --model qwen2.5-coder-0.5b-instruct --engine llamacpp --strategy free
+
 Run: .venv/bin/python bench/agent_eval.py --adapter smollm2-agent-lora [--limit 8] [--goals calc_add,write_hello]
 """
 
@@ -14,10 +18,11 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +38,7 @@ class Outcome:
     tokens: int
     seconds: float
     answer: str
+    step_seconds: list[float] = field(default_factory=list)
 
 
 def goal_files(folder: Path, names: list[str] | None, limit: int | None) -> list[Path]:
@@ -47,7 +53,7 @@ def goal_files(folder: Path, names: list[str] | None, limit: int | None) -> list
 
 
 def stage(goal: Path, into: Path, model: str, adapter: str | None, max_tokens: int | None,
-          budgets: dict[str, Any]) -> Path:
+          budgets: dict[str, Any], engine: str = "auto", strategy: str | None = None) -> Path:
     """A copy of the goal file in `into`, with its seed workspace, the model under test and any
     budget overrides (the same for every model)."""
     import yaml
@@ -61,19 +67,23 @@ def stage(goal: Path, into: Path, model: str, adapter: str | None, max_tokens: i
         workspace.mkdir(parents=True)
     spec["workspace"] = "workspace"
     spec["budgets"] = {**spec.get("budgets", {}), **budgets}
-    spec["model"] = {"model": model, "adapter": adapter, **({"max_tokens": max_tokens} if max_tokens else {})}
+    spec["model"] = {"model": model, "adapter": adapter, "engine": engine,
+                     **({"max_tokens": max_tokens} if max_tokens else {})}  # fmt: skip
+    if strategy:
+        spec["strategy"] = strategy
     staged = into / goal.name
     staged.write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
     return staged
 
 
-def run_goal(goal: Path, model: str, adapter: str | None, max_tokens: int | None, budgets: dict[str, Any]) -> Outcome:
+def run_goal(goal: Path, model: str, adapter: str | None, max_tokens: int | None, budgets: dict[str, Any],
+             engine: str = "auto", strategy: str | None = None) -> Outcome:  # fmt: skip
     from agentkit.agents import Agent
     from agentkit.agents.checks import run_check
     from agentkit.agents.spec import load_goal
 
     with tempfile.TemporaryDirectory(prefix=f"agent-eval-{goal.stem}-") as tmp:
-        staged = stage(goal, Path(tmp), model, adapter, max_tokens, budgets)
+        staged = stage(goal, Path(tmp), model, adapter, max_tokens, budgets, engine, strategy)
         spec, workspace = load_goal(staged)
         started = time.perf_counter()
         try:
@@ -82,9 +92,11 @@ def run_goal(goal: Path, model: str, adapter: str | None, max_tokens: int | None
             return Outcome(goal.stem, False, f"error: {type(exc).__name__}: {exc}", 0, 0,
                            time.perf_counter() - started, "")
         passed = bool(spec.checks) and all(run_check(c, workspace).passed for c in spec.checks)
+        steps = [float(r["seconds"]) for trace in (Path(tmp) / "runs").glob("*/trace.jsonl")
+                 for r in map(json.loads, trace.read_text(encoding="utf-8").splitlines()) if r.get("type") == "step"]  # fmt: skip
         return Outcome(goal.stem, passed, str(getattr(result.status, "value", result.status)), result.steps,
                        int(result.tokens or 0), float(result.seconds or time.perf_counter() - started),
-                       str(result.final_answer or "")[:80])
+                       str(result.final_answer or "")[:80], steps)
 
 
 def summary(outcomes: list[Outcome]) -> dict[str, Any]:
@@ -96,6 +108,7 @@ def summary(outcomes: list[Outcome]) -> dict[str, Any]:
         "mean_steps_per_success": sum(o.steps for o in wins) / len(wins) if wins else None,
         "mean_tokens_per_success": sum(o.tokens for o in wins) / len(wins) if wins else None,
         "minutes": sum(o.seconds for o in outcomes) / 60,
+        "median_step_seconds": statistics.median(steps) if (steps := [s for o in outcomes for s in o.step_seconds]) else None,
     }
 
 
@@ -109,6 +122,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--goals", default=None, help="comma-separated goal names (default: all)")
     parser.add_argument("--limit", type=int, default=None, help="only the first N goals (bounds minutes)")
     parser.add_argument("--model", default="smollm2-135m-instruct")
+    parser.add_argument("--engine", default="auto", choices=["auto", "transformers", "llamacpp"])
+    parser.add_argument("--strategy", default=None, choices=["guided", "free"],
+                        help="override every goal's strategy (the goals say free)")
     parser.add_argument("--adapter", default=None, help="adapter of --model to compare with the base")
     parser.add_argument("--base-json", type=Path, default=None,
                         help="take the base outcomes from an earlier --json of the same goals instead of rerunning "
@@ -141,10 +157,11 @@ def main(argv: list[str] | None = None) -> int:
     if not runs:
         raise SystemExit("nothing to run: pass --adapter, or drop --base-json")
     for label, adapter in runs:
-        print(f"{label}: {args.model}{' + ' + adapter if adapter else ''}, {len(goals)} goals", flush=True)
+        print(f"{label}: {args.model}{' + ' + adapter if adapter else ''}, engine {args.engine}, "
+              f"strategy {args.strategy or 'as each goal says'}, {len(goals)} goals", flush=True)
         outcomes = []
         for goal in goals:
-            outcome = run_goal(goal, args.model, adapter, args.max_tokens, budgets)
+            outcome = run_goal(goal, args.model, adapter, args.max_tokens, budgets, args.engine, args.strategy)
             outcomes.append(outcome)
             print(f"  {outcome.goal:18s} {'PASS' if outcome.passed else 'fail'}  {outcome.status:18s} "
                   f"steps {outcome.steps:2d}  tokens {outcome.tokens:5d}  {outcome.seconds:5.0f} s  "
@@ -156,7 +173,8 @@ def main(argv: list[str] | None = None) -> int:
         s = report[label]["summary"]
         print(f"{label:8s} success {s['successes']}/{s['goals']} = {100 * s['success_rate']:.0f}%  "
               f"steps/success {_fmt(s['mean_steps_per_success'], '.1f')}  "
-              f"tokens/success {_fmt(s['mean_tokens_per_success'], '.0f')}  {s['minutes']:.1f} min", flush=True)
+              f"tokens/success {_fmt(s['mean_tokens_per_success'], '.0f')}  "
+              f"median step {_fmt(s['median_step_seconds'], '.2f')} s  {s['minutes']:.1f} min", flush=True)
     if "base" in report and "adapter" in report:
         base, tuned = report["base"]["summary"], report["adapter"]["summary"]
         points = 100 * (tuned["success_rate"] - base["success_rate"])

@@ -146,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=None, help="only the first N questions (bounds minutes)")
     parser.add_argument("--adapter", default=None, help="registry id of an adapter of --model to compare")
     parser.add_argument("--model", default="smollm2-135m-instruct")
+    parser.add_argument("--engine", default="auto", choices=["auto", "transformers", "llamacpp"])
     parser.add_argument("--max-new-tokens", type=int, default=160)
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     parser.add_argument("-v", "--verbose", action="store_true", help="one line per question")
@@ -159,10 +160,11 @@ def main(argv: list[str] | None = None) -> int:
 
     Registry.default().ensure(args.model)
     items = load(args.data)[: args.limit]
-    llm = LocalChatModel(model=args.model, max_new_tokens=args.max_new_tokens)
+    llm = LocalChatModel(model=args.model, engine=args.engine, max_new_tokens=args.max_new_tokens)
     results = {}
     for label, adapter in [("base", None)] + ([("adapter", args.adapter)] if args.adapter else []):
-        print(f"{label} ({args.model}{' + ' + adapter if adapter else ''}), {len(items)} questions ...", flush=True)
+        print(f"{label} ({args.model}{' + ' + adapter if adapter else ''}, engine {args.engine}), "
+              f"{len(items)} questions ...", flush=True)
         results[label] = evaluate(llm, items, adapter, args.verbose)
         r = results[label]
         print(f"{label:8s} accuracy {r['accuracy']:.3f} ({r['right']}/{r['n']})  {r['seconds'] / 60:.1f} min  "

@@ -108,7 +108,9 @@ def test_two_processes_importing_one_gguf_converge(tmp_path: Path) -> None:
 
 
 def test_chat_one_shot_streams_a_reply(registry: Registry) -> None:
-    out = run("chat", "smollm2-135m-instruct", "-m", "What is the capital of France?", "--max-new-tokens", "16")
+    # (Not "What is the capital of France?": there SmolLM2's first token is a near tie, "L" -1.85 vs
+    # "The" -2.01 on llama.cpp's Q4_1 arithmetic, and the two engines answer differently.)
+    out = run("chat", "smollm2-135m-instruct", "-m", "Which city is the capital of France?", "--max-new-tokens", "16")
     assert out.returncode == 0, out.stderr
     assert "Paris" in out.stdout
 

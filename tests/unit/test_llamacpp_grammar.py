@@ -41,8 +41,13 @@ def test_forced_calls_alternate_over_the_allowed_tools_in_the_hermes_layout() ->
     named = GRAMMARS.tool_calls(tools, "echo")
     assert "start: call0\n" in named.text and "plus" not in named.text
     args = _json_args(any_.text)[0]
-    # strict objects and compact JSON, as xgrammar does on the transformers engine
-    assert args["additionalProperties"] is False and args["x-guidance"]["whitespace_flexible"] is False
+    # strict objects and at most one whitespace char between JSON tokens, as xgrammar does on the
+    # transformers engine (max_whitespace_cnt=1): held to `"key": "`, SmolLM2 closed strings at once
+    assert args["additionalProperties"] is False
+    assert args["x-guidance"] == {"whitespace_flexible": True, "whitespace_pattern": "[ \\n]?"}
+    # a response schema stays compact, as json.dumps writes it
+    layout = _json_args(GRAMMARS.json_schema(PERSON).text)[0]["x-guidance"]
+    assert layout == {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "}
 
 
 def test_auto_and_none_allow_text_that_never_writes_a_tool_tag_and_end_on_the_eos_ids() -> None:
