@@ -177,6 +177,22 @@ def convert_gguf(
     }
 
 
+def keep_gguf(gguf: Path, stage: Path, fields: dict[str, Any]) -> dict[str, Any]:
+    """Keep the imported GGUF in the entry (`card.gguf`), as the built-ins do, so the llama.cpp
+    engine still runs it after the user moves or deletes the original: a hard link where the
+    registry shares the file system (no extra space), else a copy. Hashed on the copy."""
+    import os
+
+    from agentkit.registry.card import GgufFile
+
+    target = stage / gguf.name
+    try:
+        os.link(gguf, target)
+    except OSError:  # another file system, or links not allowed
+        shutil.copy2(gguf, target)
+    return fields | {"gguf": GgufFile(file=gguf.name, sha256=sha256_file(target))}
+
+
 def import_path(path: Path, stage: Path, progress: Progress = None) -> dict[str, Any]:
     path = Path(path)
     if not path.exists():
@@ -189,7 +205,7 @@ def import_path(path: Path, stage: Path, progress: Progress = None) -> dict[str,
             )
         if path.suffix == ".gguf":
             check_gguf(path.resolve())  # a user's file: refuse a corrupt one before torch is imported
-        return convert_gguf(path, stage, progress=progress)
+        return keep_gguf(path.resolve(), stage, convert_gguf(path, stage, progress=progress))
     return copy_hf_folder(path, stage)
 
 

@@ -307,5 +307,6 @@ def invoke_tool(tool: BaseTool, args: dict[str, Any], *, timeout_s: float) -> To
     output = truncate(_text(box.get("value")))
     prefix = (tool.metadata or {}).get("error_prefix")
     if isinstance(prefix, str) and prefix and output.startswith(prefix):
-        return ToolOutcome(False, output, truncate(" ".join(output[len(prefix) :].split()), 500), seconds)
+        # The reply is the error: kept once, as the error (the agent's observation would repeat it).
+        return ToolOutcome(False, "", truncate(" ".join(output[len(prefix) :].split()), 500), seconds)
     return ToolOutcome(True, output, None, seconds)

@@ -292,3 +292,20 @@ def test_malformed_schema_fails_before_generation() -> None:
     bad = {"name": "f", "description": "d", "parameters": {"type": "object", "properties": {"x": {"type": "nonsense"}}}}
     with pytest.raises(BadInputError, match="grammar"):
         llm().bind_tools([bad], tool_choice="f").invoke("hi")
+
+
+def test_an_imported_gguf_is_kept_in_its_entry_and_runs_after_the_original_is_gone(
+    registry: Registry, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    from agentkit.registry.importer import import_path
+
+    original = tmp_path_factory.mktemp("user") / "my-smol.gguf"
+    shutil.copy2(gguf_path(registry, registry.card(BASE)), original)
+    home = Registry(tmp_path_factory.mktemp("home"))
+    home.create_entry("my-smol", lambda stage: import_path(original, stage))
+    original.unlink()  # the user tidies up their downloads
+    card = home.card("my-smol")
+    assert card.gguf is not None and card.gguf.file == "my-smol.gguf"
+    assert gguf_path(home, card) == home.path("my-smol") / "my-smol.gguf"
+    reply = LocalChatModel(model="my-smol", home=str(home.root), max_new_tokens=4).invoke("Hi")
+    assert reply.response_metadata["engine"] == "llamacpp" and reply.content

@@ -185,6 +185,7 @@ def test_invoke_ok_and_error_convention(context: ToolContext) -> None:
     assert (ok.ok, ok.output, ok.error) == (True, "42", None)
     bad = invoke_tool(calc, {"expression": "1 / 0"}, timeout_s=5)
     assert not bad.ok and bad.error.startswith("Division by zero")
+    assert bad.output == ""  # said once, as the error: the agent's observation is "error: <it>"
 
 
 def test_fake_tool_that_raises_becomes_an_observation() -> None:
