@@ -7,6 +7,7 @@ returns the card fields it learned (task, chat template, source).
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -180,17 +181,18 @@ def convert_gguf(
 def keep_gguf(gguf: Path, stage: Path, fields: dict[str, Any]) -> dict[str, Any]:
     """Keep the imported GGUF in the entry (`card.gguf`), as the built-ins do, so the llama.cpp
     engine still runs it after the user moves or deletes the original: a hard link where the
-    registry shares the file system (no extra space), else a copy. Hashed on the copy."""
-    import os
-
+    registry shares the file system (the same bytes convert_gguf hashed into `source`), else a
+    copy, hashed again."""
     from agentkit.registry.card import GgufFile
 
     target = stage / gguf.name
     try:
         os.link(gguf, target)
+        digest = fields["source"].sha256
     except OSError:  # another file system, or links not allowed
         shutil.copy2(gguf, target)
-    return fields | {"gguf": GgufFile(file=gguf.name, sha256=sha256_file(target))}
+        digest = sha256_file(target)
+    return fields | {"gguf": GgufFile(file=gguf.name, sha256=digest)}
 
 
 def import_path(path: Path, stage: Path, progress: Progress = None) -> dict[str, Any]:
