@@ -1,5 +1,9 @@
 """Agent success rate on the goals of bench/agent_goals/: the built-in model vs the same base + an adapter.
 
+The goals are split in two folders, bench/agent_goals/train/ and bench/agent_goals/heldout/ (see its
+README): the default --split heldout measures only goals that are never trained on nor used to choose
+settings; --split train or all for the others.
+
 Every goal has automatic checks (files the agent must write, with the right content). Each goal runs
 in a fresh copy of its seed workspace, once per model, with the budgets its goal file sets (the same
 for both); success is the goal's checks passing after the run, re-checked here. Printed: success rate,
@@ -9,7 +13,9 @@ Also the baseline of one model alone (no --adapter) on one engine and strategy, 
 seconds per agent step (each step's wall time from the run's trace):
   OMP_WAIT_POLICY=PASSIVE .venv/bin/python bench/agent_eval.py --model qwen2.5-coder-0.5b-instruct --engine llamacpp --strategy free
 
-Run: .venv/bin/python bench/agent_eval.py --adapter smollm2-agent-lora [--limit 8] [--goals calc_add,write_hello]
+Run: .venv/bin/python bench/agent_eval.py --adapter smollm2-agent-lora [--split heldout|train|all] [--limit 8]
+     [--goals calc_add,write_hello]
+The index goals need the index agent-goals-facts (bench/agent_goals/README.md says how to build it).
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 GOALS = Path(__file__).resolve().parent / "agent_goals"
+SPLITS = ("train", "heldout")  # subfolders of GOALS; "all" is both
 
 
 @dataclass
@@ -39,10 +46,20 @@ class Outcome:
     seconds: float
     answer: str
     step_seconds: list[float] = field(default_factory=list)
+    prompt_tokens: list[int] = field(default_factory=list)  # input tokens of each step's model call
 
 
-def goal_files(folder: Path, names: list[str] | None, limit: int | None) -> list[Path]:
-    files = sorted(folder.glob("*.yaml"))
+def goal_files(folder: Path, names: list[str] | None, limit: int | None,
+               split: str = "heldout") -> list[Path]:
+    """The goal files of `split` (folder/<split>/*.yaml; "all": both), or the ones `names` names,
+    looked up in both splits."""
+    if split not in (*SPLITS, "all"):
+        raise SystemExit(f"unknown split {split!r}; use one of {', '.join(SPLITS)}, all")
+    chosen = SPLITS if names or split == "all" else (split,)
+    files = sorted((f for s in chosen for f in (folder / s).glob("*.yaml")), key=lambda f: f.stem)
+    if not files:
+        raise SystemExit(f"no goal files in {', '.join(str(folder / s) for s in chosen)}; "
+                         "--goals-dir is the folder that holds train/ and heldout/")
     if names:
         known = {f.stem: f for f in files}
         missing = [n for n in names if n not in known]
@@ -52,10 +69,23 @@ def goal_files(folder: Path, names: list[str] | None, limit: int | None) -> list
     return files[:limit]
 
 
+def missing_indexes(goals: list[Path]) -> list[str]:
+    """Indexes the goals name (`indexes:`) that the default registry lacks: their goals could only fail."""
+    import yaml
+
+    from agentkit.indexes.index import indexes_dir
+    from agentkit.indexes.spec import SPEC_FILE
+    from agentkit.registry import Registry
+
+    root = indexes_dir(Registry.default())
+    named = {n for g in goals for n in yaml.safe_load(g.read_text(encoding="utf-8")).get("indexes") or []}
+    return sorted(n for n in named if not (root / n / SPEC_FILE).is_file())
+
+
 def stage(goal: Path, into: Path, model: str, adapter: str | None, max_tokens: int | None,
           budgets: dict[str, Any], engine: str = "auto", strategy: str | None = None) -> Path:
-    """A copy of the goal file in `into`, with its seed workspace, the model under test and any
-    budget overrides (the same for every model)."""
+    """A copy of the goal file in `into`, with its seed workspace (relative to the goal file's folder,
+    train/ or heldout/), the model under test and any budget overrides (the same for every model)."""
     import yaml
 
     spec = yaml.safe_load(goal.read_text(encoding="utf-8"))
@@ -92,11 +122,12 @@ def run_goal(goal: Path, model: str, adapter: str | None, max_tokens: int | None
             return Outcome(goal.stem, False, f"error: {type(exc).__name__}: {exc}", 0, 0,
                            time.perf_counter() - started, "")
         passed = bool(spec.checks) and all(run_check(c, workspace).passed for c in spec.checks)
-        steps = [float(r["seconds"]) for trace in (Path(tmp) / "runs").glob("*/trace.jsonl")
-                 for r in map(json.loads, trace.read_text(encoding="utf-8").splitlines()) if r.get("type") == "step"]  # fmt: skip
+        records = [r for trace in (Path(tmp) / "runs").glob("*/trace.jsonl")
+                   for r in map(json.loads, trace.read_text(encoding="utf-8").splitlines()) if r.get("type") == "step"]  # fmt: skip
         return Outcome(goal.stem, passed, str(getattr(result.status, "value", result.status)), result.steps,
                        int(result.tokens or 0), float(result.seconds or time.perf_counter() - started),
-                       str(result.final_answer or "")[:80], steps)
+                       str(result.final_answer or "")[:80], [float(r["seconds"]) for r in records],
+                       [int(r["tokens"]["input"]) for r in records])  # fmt: skip
 
 
 def summary(outcomes: list[Outcome]) -> dict[str, Any]:
@@ -109,6 +140,8 @@ def summary(outcomes: list[Outcome]) -> dict[str, Any]:
         "mean_tokens_per_success": sum(o.tokens for o in wins) / len(wins) if wins else None,
         "minutes": sum(o.seconds for o in outcomes) / 60,
         "median_step_seconds": statistics.median(steps) if (steps := [s for o in outcomes for s in o.step_seconds]) else None,
+        "median_step_prompt_tokens": statistics.median(p) if (p := [t for o in outcomes for t in o.prompt_tokens]) else None,
+        "max_step_prompt_tokens": max(p) if p else None,
     }
 
 
@@ -119,12 +152,15 @@ def _fmt(value: float | None, spec: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--goals-dir", type=Path, default=GOALS)
-    parser.add_argument("--goals", default=None, help="comma-separated goal names (default: all)")
+    parser.add_argument("--split", default="heldout", choices=[*SPLITS, "all"],
+                        help="which goals: GOALS_DIR/<split>/*.yaml (default heldout: never trained on)")
+    parser.add_argument("--goals", default=None,
+                        help="comma-separated goal names, looked up in train and heldout (default: --split)")
     parser.add_argument("--limit", type=int, default=None, help="only the first N goals (bounds minutes)")
     parser.add_argument("--model", default="smollm2-135m-instruct")
     parser.add_argument("--engine", default="auto", choices=["auto", "transformers", "llamacpp"])
-    parser.add_argument("--strategy", default=None, choices=["guided", "free"],
-                        help="override every goal's strategy (the goals say free)")
+    parser.add_argument("--strategy", default=None, choices=["auto", "plan", "guided", "free"],
+                        help="override every goal's strategy (the goals set none: the loop's default)")
     parser.add_argument("--adapter", default=None, help="adapter of --model to compare with the base")
     parser.add_argument("--base-json", type=Path, default=None,
                         help="take the base outcomes from an earlier --json of the same goals instead of rerunning "
@@ -138,12 +174,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=None, help="write every outcome and the summaries here")
     args = parser.parse_args(argv)
 
-    goals = goal_files(args.goals_dir, args.goals.split(",") if args.goals else None, args.limit)
+    goals = goal_files(args.goals_dir, args.goals.split(",") if args.goals else None, args.limit, args.split)
+    if missing := missing_indexes(goals):
+        # The goals' documents are GOALS_DIR/index_docs (see its README).
+        raise SystemExit(f"no index {', '.join(missing)} in the registry; build it first: "
+                         + "; ".join(f"agentkit index add {n} {args.goals_dir / 'index_docs'}" for n in missing))
     from agentkit.registry import Registry
 
     Registry.default().ensure(args.model)
     budgets = {k: v for k, v in (("max_steps", args.max_steps), ("max_seconds", args.max_seconds)) if v}
-    report: dict[str, Any] = {"budget_overrides": budgets}
+    report: dict[str, Any] = {"split": "by name" if args.goals else args.split, "budget_overrides": budgets}
     if args.base_json:
         earlier = json.loads(args.base_json.read_text(encoding="utf-8"))["base"]
         chosen = {g.stem for g in goals}
@@ -158,7 +198,8 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("nothing to run: pass --adapter, or drop --base-json")
     for label, adapter in runs:
         print(f"{label}: {args.model}{' + ' + adapter if adapter else ''}, engine {args.engine}, "
-              f"strategy {args.strategy or 'as each goal says'}, {len(goals)} goals", flush=True)
+              f"strategy {args.strategy or 'as each goal says'}, {len(goals)} goals ({report['split']})",
+              flush=True)
         outcomes = []
         for goal in goals:
             outcome = run_goal(goal, args.model, adapter, args.max_tokens, budgets, args.engine, args.strategy)

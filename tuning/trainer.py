@@ -12,6 +12,7 @@ from agentkit.errors import BadInputError
 from agentkit.registry import EntryKind, ModelCard, ModelTask, Registry, SourceInfo
 from agentkit.tuning.config import TuneConfig
 from agentkit.tuning.data import ChatExample, load_dataset
+from agentkit.tuning.lora.init_adapter import resolve_init_adapter
 from agentkit.tuning.methods import get_method
 from agentkit.tuning.packing import can_pack, packed_collator
 from agentkit.tuning.reporting import classification_metrics, progress_callback, write_artifacts
@@ -120,9 +121,10 @@ class Run:
     `register` (publish the result with its lineage). `train()` does all three."""
 
     def __init__(self, config: TuneConfig, registry: Registry, model: Any, tokenizer: Any, base_card: ModelCard,
-                 dataset: Any, trainer: Any) -> None:  # fmt: skip
+                 dataset: Any, trainer: Any, init_card: ModelCard | None = None) -> None:  # fmt: skip
         self.config, self.registry, self.model, self.tokenizer = config, registry, model, tokenizer
         self.base_card, self.dataset, self.trainer = base_card, dataset, trainer
+        self.init_card = init_card  # the adapter a continued LoRA started from (lora.init_adapter)
         self.metrics: dict[str, Any] = {}
         self.history: list[dict[str, Any]] = []
 
@@ -142,6 +144,9 @@ class Run:
             )
         if config.train.deepspeed:  # before the model loads: a missing engine should cost nothing
             _check_deepspeed(config.train.deepspeed)
+        # lora.init_adapter: checked in the registry before any weights load; the config that comes
+        # back carries that adapter's settings and folder.
+        config, init_card = resolve_init_adapter(config, registry)
         method = get_method(config.method)
         dataset = load_dataset(config.data)
         is_chat = bool(dataset.train) and isinstance(dataset.train[0], ChatExample)
@@ -173,7 +178,7 @@ class Run:
         trainer.remove_callback(PrinterCallback)  # prints raw log dicts; the rich bar shows them instead
         if config.train.early_stopping_patience and eval_rows:
             trainer.add_callback(EarlyStoppingCallback(early_stopping_patience=config.train.early_stopping_patience))
-        return cls(config, registry, model, tokenizer, base_card, dataset, trainer)
+        return cls(config, registry, model, tokenizer, base_card, dataset, trainer, init_card)
 
     def fit(self, resume: bool = False) -> dict[str, Any]:
         """Train; `resume` continues from the newest complete checkpoint of this output's run
@@ -217,6 +222,8 @@ class Run:
                 "lineage": {
                     "config": config.to_yaml_dict(),
                     "base_weights_sha256": self.base_card.weights,
+                    "init_adapter": self.init_card.id if self.init_card else None,
+                    "init_adapter_weights_sha256": self.init_card.weights if self.init_card else None,
                     "data_sha256": self.dataset.source_sha256,
                     "data_rows": self.dataset.rows,
                     "dropped_by_max_length": len(self.dataset.train) + len(self.dataset.eval)

@@ -68,7 +68,7 @@ class Agent:
         files: dict[str, str] | None = None,
         memory: str | None = None,
         name: str = "agent",
-        strategy: str = "guided",
+        strategy: str = "auto",
         runs_dir: str | Path | None = None,
         goal_file: str | Path | None = None,
     ) -> None:
@@ -88,8 +88,10 @@ class Agent:
         self.files = dict(files or {})
         self.memory = memory
         self.name = name
-        if strategy not in ("guided", "free"):
-            raise BadInputError(f"Unknown strategy {strategy!r}.", fix="use 'guided' or 'free'.")
+        from agentkit.agents.strategy import STRATEGIES
+
+        if strategy not in STRATEGIES:
+            raise BadInputError(f"Unknown strategy {strategy!r}.", fix=f"use one of {', '.join(STRATEGIES)}.")
         self.strategy = strategy
         self.store = RunStore(runs_dir)
         self.goal_file = str(goal_file) if goal_file else None
@@ -141,8 +143,11 @@ class Agent:
         return build_tools(specs, context)
 
     def _model_label(self, chat_model: Any) -> str:
+        from agentkit.models.chat_model import LocalChatModel
         from agentkit.models.provider import ModelSpec
 
+        if isinstance(chat_model, LocalChatModel):  # what ran, with an alias resolved
+            return ":".join(str(v) for v in ("agentkit", chat_model.model, chat_model.adapter) if v)
         if isinstance(self.model, ModelSpec):
             return ":".join(str(v) for v in (self.model.provider, self.model.model, self.model.adapter) if v)
         return type(chat_model).__name__
@@ -171,6 +176,7 @@ class Agent:
     def _drive(self, resume: str | None) -> Iterator[dict[str, Any] | AgentResult]:
         from agentkit.agents.graph import LoopConfig, build_graph, initial_state
         from agentkit.agents.prompting import tool_schemas
+        from agentkit.agents.strategy import resolve_strategy
         from agentkit.memory.store import sqlite_checkpointer
         from agentkit.tools.confined import remove
 
@@ -181,6 +187,7 @@ class Agent:
         # adapter exist, the tools build; only then the workspace and the run's folder appear
         chat_model = self._chat_model()
         tools = self._tools(chat_model)
+        strategy = resolve_strategy(self.strategy, self.model, chat_model)
         self._check_sandbox()
         if resume:
             if not self.workspace.is_dir():
@@ -194,7 +201,7 @@ class Agent:
         writer = TraceWriter(folder / TRACE)
         records: list[dict[str, Any]] = []
         config = LoopConfig(model=chat_model, tools=tools, goals=self.goals, constraints=self.constraints,
-                            budgets=self.budgets, workspace=self.workspace, checks=self.checks, strategy=self.strategy,
+                            budgets=self.budgets, workspace=self.workspace, checks=self.checks, strategy=strategy,
                             on_record=lambda r: (writer.append(r), records.append(r)))  # fmt: skip
         saver = sqlite_checkpointer(folder / STATE)
         graph_config = {"configurable": {"thread_id": run_id},
@@ -209,7 +216,7 @@ class Agent:
             raise
         try:
             if resume:
-                writer.truncate_to(int(state.get("step", 0)))
+                writer.truncate_to(int(state.get("step", 0)), state.get("plan") if state.get("planned_goal", -1) >= 0 else None)
                 writer.append({"type": "resume", "time": time.time(), "from_step": state.get("step", 0)})
                 inputs: Any = None  # continue from the checkpoint
             else:
@@ -219,7 +226,7 @@ class Agent:
                                "constraints": self.constraints, "model": self._model_label(chat_model),
                                "tools": [t.name for t in tools], "tool_schemas": tool_schemas(tools),
                                "workspace": str(self.workspace), "goal_file": self.goal_file,
-                               "budgets": self.budgets.model_dump(), "strategy": self.strategy,
+                               "budgets": self.budgets.model_dump(), "strategy": strategy,
                                "time": time.time()})  # fmt: skip
                 inputs = initial_state(self._recall())
             for update in graph.stream(inputs, graph_config, stream_mode="updates"):

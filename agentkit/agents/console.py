@@ -27,6 +27,23 @@ def print_step(console: Any, record: dict[str, Any]) -> None:
         console.print(f"  [dim]critique: {escape(note)}[/dim]")
 
 
+def plan_lines(record: dict[str, Any]) -> list[str]:
+    """A plan record as plain lines: a heading (re-plan and why) and one numbered line per step."""
+    head = f"plan for goal {record['goal_index'] + 1}"
+    if record.get("replan"):
+        head = f"re-plan {record['replan']} for goal {record['goal_index'] + 1} ({clip(str(record.get('reason')), 160)})"
+    return [head, *(f"  {i}. {s['intent']} [{s['tool'] or 'any tool'}]" for i, s in enumerate(record["steps"], 1))]
+
+
+def print_plan(console: Any, record: dict[str, Any]) -> None:
+    from rich.markup import escape
+
+    head, *steps = plan_lines(record)
+    console.print(f"[bold cyan]{escape(head)}[/bold cyan] [dim]({record['seconds']:.1f}s)[/dim]")
+    for line in steps:
+        console.print(escape(line))
+
+
 def print_end(console: Any, end: dict[str, Any], trace_path: Any) -> None:
     from rich.markup import escape
 

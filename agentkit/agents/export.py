@@ -1,6 +1,7 @@
 """Runs as training data. `sft`: every step of a successful run, as the exact messages the model saw
 (recorded by the loop from `prompting.step_messages`) + its tool call, with the bound tools under
-`tools`. `dpo`: per goal list, a step of a successful run (chosen) against the same step of a
+`tools`; under strategy plan also the plan that worked for each goal (its last one), as the
+planning messages + the JSON plan. `dpo`: per goal list, a step of a successful run (chosen) against the same step of a
 failed run (rejected)."""
 
 from __future__ import annotations
@@ -18,13 +19,13 @@ from agentkit.agents.trace import RunStore
 FORMATS = ("sft", "dpo")
 
 
-def _runs(store: RunStore) -> Iterator[tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any] | None]]:
+def _runs(store: RunStore, kind: str = "step") -> Iterator[tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any] | None]]:
     for run_id in store.run_ids():
         records = store.records(run_id)
         start = next((r for r in records if r["type"] == "start"), None)
         end = next((r for r in reversed(records) if r["type"] == "end"), None)
         if start is not None:
-            yield start, [r for r in records if r["type"] == "step"], end
+            yield start, [r for r in records if r["type"] == kind], end
 
 
 def _reply(step: dict[str, Any]) -> dict[str, Any]:
@@ -49,6 +50,21 @@ def sft_examples(store: RunStore) -> Iterator[dict[str, Any]]:
                     "run_id": start["run_id"],
                     "step": step["step"],
                 }
+
+
+def plan_examples(store: RunStore) -> Iterator[dict[str, Any]]:
+    """The plan each goal of a successful run was reached with (its last plan): {messages, tools: []}."""
+    for start, plans, end in _runs(store, "plan"):
+        if end is None or end["status"] not in SUCCESS:
+            continue
+        last = {p["goal_index"]: p for p in plans if p.get("messages") and p.get("reply")}
+        for plan in last.values():
+            yield {
+                "messages": [*plan["messages"], {"role": "assistant", "content": plan["reply"]}],
+                "tools": [],
+                "run_id": start["run_id"],
+                "plan": plan["goal_index"],
+            }
 
 
 def dpo_pairs(store: RunStore) -> Iterator[dict[str, Any]]:
@@ -86,7 +102,7 @@ def dpo_pairs(store: RunStore) -> Iterator[dict[str, Any]]:
 
 def export_runs(store: RunStore, fmt: str, output: Path) -> int:
     """Write JSONL (temp file + rename); returns the number of rows."""
-    rows = list(sft_examples(store) if fmt == "sft" else dpo_pairs(store))
+    rows = list([*sft_examples(store), *plan_examples(store)] if fmt == "sft" else dpo_pairs(store))
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = output.with_name(output.name + ".tmp")
     tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")

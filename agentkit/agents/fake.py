@@ -1,5 +1,6 @@
-"""`ScriptedChatModel`: a fake chat model that replies with a fixed list of tool calls, for testing
-the agent loop's bookkeeping (budgets, loops, faults) without a real model."""
+"""`ScriptedChatModel`: a fake chat model that replies with a fixed list of tool calls (and, for
+strategy plan, a fixed list of plans), for testing the agent loop's bookkeeping (budgets, loops,
+faults, re-plans) without a real model."""
 
 from __future__ import annotations
 
@@ -14,13 +15,19 @@ from pydantic import Field
 
 class ScriptedChatModel(BaseChatModel):
     """Replies with `script[i]` = (tool name, arguments) on the i-th call; the last one repeats.
+    Structured output (the planner) returns `plans[j]` on the j-th call, `{"steps": [...]}`.
 
-    `seen` keeps the messages of every call, so tests can check what the loop showed the model.
+    `seen` keeps the messages of every call and `seen_plans` those of every planning call, so tests
+    can check what the loop showed the model.
     """
 
     script: list[tuple[str, dict[str, Any]]] = Field(default_factory=list)
+    plans: list[dict[str, Any]] = Field(default_factory=list)
     calls: int = 0
+    plan_calls: int = 0
     seen: list[list[BaseMessage]] = Field(default_factory=list)
+    seen_plans: list[list[BaseMessage]] = Field(default_factory=list)
+    plan_schemas: list[dict[str, Any]] = Field(default_factory=list)
 
     @property
     def _llm_type(self) -> str:
@@ -28,6 +35,23 @@ class ScriptedChatModel(BaseChatModel):
 
     def bind_tools(self, tools: Sequence[Any], *, tool_choice: Any = None, **kwargs: Any) -> Any:
         return self  # the script decides; tool_choice="any" holds since every reply is a call
+
+    def with_structured_output(self, schema: Any, *, include_raw: bool = False, **kwargs: Any) -> Any:
+        import json
+
+        from langchain_core.runnables import RunnableLambda
+
+        self.plan_schemas.append(schema)
+
+        def plan(messages: Any) -> Any:
+            self.seen_plans.append(list(messages))
+            parsed = self.plans[min(self.plan_calls, len(self.plans) - 1)]
+            self.plan_calls += 1
+            raw = AIMessage(content=json.dumps(parsed),
+                            usage_metadata={"input_tokens": 20, "output_tokens": 8, "total_tokens": 28})  # fmt: skip
+            return {"raw": raw, "parsed": parsed, "parsing_error": None} if include_raw else parsed
+
+        return RunnableLambda(plan)
 
     def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None, run_manager: Any = None,
                   **kwargs: Any) -> ChatResult:  # fmt: skip

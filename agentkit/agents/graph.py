@@ -1,9 +1,17 @@
 """The agent loop as a LangGraph `StateGraph`: plan -> act -> observe -> critique -> (plan | end).
 
-One model call per step (act: one tool call, forced by `tool_choice="any"`); planning happens once
-per goal and critique is rule-based (tool errors, repeated calls, success checks, budgets), so the
-135M built-in model spends its few tokens on choosing actions. State is plain JSON-able data, so
-the SQLite checkpointer can persist it after every node and `--resume` continues from there.
+One model call per step (act: one tool call, forced by `tool_choice="any"` or the planned tool);
+critique is rule-based (tool errors, repeated calls, success checks, budgets). How `plan` plans
+depends on the strategy:
+- plan: the model writes the plan, a JSON list of steps (intent + tool) decoded under a grammar that
+  admits only the enabled tools; each step is acted on with its tool bound, the results carried
+  forward; a failed step, or checks that still fail after the last step, trigger a re-plan from what
+  was seen (at most `budgets.max_replans`).
+- guided: one tool per goal (the one it names, else the model's pick), so the 135M built-in model
+  spends its few tokens on the arguments.
+- free: no plan; any tool each step until finish.
+State is plain JSON-able data, so the SQLite checkpointer can persist it after every node and
+`--resume` continues from there.
 """
 
 from __future__ import annotations
@@ -20,8 +28,18 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.tools import BaseTool
 
 from agentkit.agents.checks import run_checks
-from agentkit.agents.prompting import openai_messages, render_action, step_messages, tool_schemas
+from agentkit.agents.prompting import (
+    act_messages,
+    clip,
+    openai_messages,
+    plan_messages,
+    plan_schema,
+    render_action,
+    step_messages,
+    tool_schemas,
+)
 from agentkit.agents.spec import Budgets, Check
+from agentkit.models.messages import to_chat_dicts
 
 FINISH = "finish"
 
@@ -30,6 +48,10 @@ class AgentState(TypedDict, total=False):
     goal_index: int  # the goal being worked (goals are done in order)
     planned_goal: int  # the goal the current plan was made for (-1: none yet)
     planned_tool: str | None  # guided strategy: the one tool this goal needs
+    plan: list[dict[str, Any]]  # plan strategy: [{intent, tool}] for the current goal
+    plan_step: int  # plan strategy: the plan step being acted on
+    replans: int  # plan strategy: plans made after a failure, all goals together
+    replan_reason: str | None  # plan strategy: set by critique when the next plan node must re-plan
     step: int  # tool calls made so far
     history: Annotated[list[dict[str, Any]], operator.add]  # {step, goal_index, action, arguments, observation, ok}
     notes: list[str]  # critique notes shown with the next step
@@ -78,11 +100,55 @@ def build_graph(config: LoopConfig, checkpointer: Any = None) -> Any:
     tools_by_name = {t.name: t for t in config.tools}
     bound_all = config.model.bind_tools(config.tools, tool_choice="any")
     schemas_all = tool_schemas(config.tools)
+    schema_plan = plan_schema([t.name for t in config.tools])
+    planner = (
+        config.model.with_structured_output(schema_plan, method="json_schema", include_raw=True)
+        if config.strategy == "plan"
+        else None
+    )
+
+    def replan_for(state: AgentState, reason: str) -> dict[str, Any]:
+        """A re-plan for the next plan node while `budgets.max_replans` allows one; past it the run
+        goes on with the current plan and the step's critique note (a failed final check ends it)."""
+        return {"replan_reason": reason} if state.get("replans", 0) < config.budgets.max_replans else {}
+
+    def make_plan(state: AgentState) -> dict[str, Any]:
+        """Strategy plan: a plan for a new goal, or a re-plan from what was seen after a failure."""
+        goal_index = state.get("goal_index", 0)
+        reason = state.get("replan_reason")
+        if state.get("planned_goal", -1) == goal_index and not reason:
+            return {}
+        goal = config.goals[goal_index]
+        messages = plan_messages(goal, config.constraints, config.tools, state.get("history", []), reason or "")
+        started = time.monotonic()
+        out = planner.invoke(messages)
+        raw, parsed = out.get("raw"), out.get("parsed")
+        steps = [{"intent": str(s.get("intent", "")), "tool": s.get("tool")} for s in (parsed or {}).get("steps", [])
+                 if isinstance(s, dict) and s.get("tool") in tools_by_name]  # fmt: skip
+        if not steps:  # a provider model that did not follow the schema: act with every tool bound
+            steps = [{"intent": goal, "tool": None}]
+        usage = getattr(raw, "usage_metadata", None) or {}
+        tokens = {"input": int(usage.get("input_tokens", 0)), "output": int(usage.get("output_tokens", 0))}
+        seconds = time.monotonic() - started
+        replans = state.get("replans", 0) + (1 if reason else 0)
+        config.on_record({
+            "type": "plan", "goal_index": goal_index, "goal": goal, "steps": steps, "replan": replans if reason else 0,
+            "reason": reason, "reply": raw.content if isinstance(getattr(raw, "content", None), str) else "",
+            # as a local model reads them (the schema's fields described in the system turn), so that
+            # `runs export` trains on the prompt the planner decodes from
+            "messages": to_chat_dicts(messages, response_schema=schema_plan), "schema": schema_plan, "tokens": tokens,
+            "seconds": round(seconds, 3), "after_step": state.get("step", 0),
+        })  # fmt: skip
+        return {"planned_goal": goal_index, "plan": steps, "plan_step": 0, "replans": replans, "replan_reason": None,
+                "notes": [], "tokens": state.get("tokens", 0) + tokens["input"] + tokens["output"],
+                "seconds": state.get("seconds", 0.0) + seconds}  # fmt: skip
 
     def plan(state: AgentState) -> dict[str, Any]:
-        """Once per goal. Guided: pick the one tool the goal needs — the tool the goal names, else
+        """Once per goal (and on a re-plan). Guided: pick the one tool the goal needs — the tool the goal names, else
         the model's choice from the goal alone (earlier results bias a 135M model towards repeating
-        the last tool). Free-text plans from such a model are noise; the goal list is the plan."""
+        the last tool). Free: the goal list is the plan. Plan: `make_plan`."""
+        if config.strategy == "plan":
+            return make_plan(state)
         goal_index = state.get("goal_index", 0)
         if state.get("planned_goal", -1) == goal_index:
             return {}
@@ -102,8 +168,14 @@ def build_graph(config: LoopConfig, checkpointer: Any = None) -> Any:
 
     def act(state: AgentState) -> dict[str, Any]:
         started = time.monotonic()
-        messages = step_messages(dict(state), config.goals, config.constraints, free=config.strategy == "free")
-        planned = state.get("planned_tool")
+        if config.strategy == "plan":
+            steps, current = state.get("plan") or [], state.get("plan_step", 0)
+            planned = steps[current]["tool"] if current < len(steps) else None
+            messages = act_messages(config.goals[state.get("goal_index", 0)], config.constraints, steps, current,
+                                    state.get("history", []), state.get("notes", []))  # fmt: skip
+        else:
+            messages = step_messages(dict(state), config.goals, config.constraints, free=config.strategy == "free")
+            planned = state.get("planned_tool")
         if planned:
             # One bound tool: a shorter prompt, and the model spends its tokens on the arguments.
             bound, schemas = config.model.bind_tools([tools_by_name[planned]], tool_choice=planned), \
@@ -168,7 +240,20 @@ def build_graph(config: LoopConfig, checkpointer: Any = None) -> Any:
         if not outcome["ok"]:
             notes.append(f"the last action failed ({outcome['observation'][:160]}); try a different action.")
         repeats = sum(1 for h in history if h["action"] == entry["action"] and h["arguments"] == args)
-        planned_done = outcome["ok"] and name is not None and name == state.get("planned_tool")
+        if config.strategy == "plan":
+            steps, current = state.get("plan") or [], state.get("plan_step", 0)
+            planned_tool = steps[current]["tool"] if current < len(steps) else None
+            if outcome["ok"] and name != FINISH and planned_tool is not None:
+                current += 1
+                update["plan_step"] = current
+            # a fallback plan (no tool: the model gave no parseable plan) is done only by finish
+            planned_done = outcome["ok"] and name != FINISH and planned_tool is not None and current >= len(steps)
+            if not outcome["ok"] and repeats < config.budgets.loop_limit:
+                update.update(replan_for(state, f"{render_action(entry['action'], args)} failed: "
+                                                f"{clip(outcome['observation'], 200)}"))  # fmt: skip
+        else:
+            planned_tool = state.get("planned_tool")
+            planned_done = outcome["ok"] and name is not None and name == planned_tool
         if (name == FINISH or planned_done) and outcome["ok"]:
             answers.append(str(args.get("answer", outcome["observation"])) if name == FINISH else outcome["observation"])
             final_answer = answers[-1]
@@ -178,6 +263,12 @@ def build_graph(config: LoopConfig, checkpointer: Any = None) -> Any:
                 results = [r.as_dict() for r in run_checks(config.checks, config.workspace)]
                 checks = results
                 status = "finished" if not results else ("succeeded" if all(r["passed"] for r in results) else "failed")
+                if status == "failed" and config.strategy == "plan":
+                    failing = "; ".join(check_hint(c) for c, r in zip(config.checks, results) if not r["passed"])
+                    replan = replan_for(state, f"after the last step the goal is not reached: {failing}")
+                    if replan:  # the goal again, with a new plan; else the run ends as failed
+                        update.update(replan)
+                        status = None
         elif repeats >= config.budgets.loop_limit:
             status = "loop_detected"
         elif repeats > 1:
@@ -222,6 +313,17 @@ def build_graph(config: LoopConfig, checkpointer: Any = None) -> Any:
     return graph.compile(checkpointer=checkpointer)
 
 
+def check_hint(check: Check) -> str:
+    """A failing check as the planner may see it: which file, never the expected text (the answer)."""
+    from agentkit.agents.spec import FileContainsCheck, FileExistsCheck
+
+    if isinstance(check, FileExistsCheck):
+        return f"{check.file_exists} does not exist"
+    if isinstance(check, FileContainsCheck):
+        return f"{check.file_contains} does not hold the right content"
+    return "the goal's command check fails"
+
+
 def named_tools(goal: str, names: list[str]) -> list[str]:
     """Tools a goal names: `read_file` or "read file" as words ("with the calculator"), or a goal that
     starts with a tool's verb ("Write the result..." -> write_file); several matches name none."""
@@ -234,6 +336,7 @@ def named_tools(goal: str, names: list[str]) -> list[str]:
 
 
 def initial_state(memory: list[str] | None = None) -> AgentState:
-    return AgentState(memory=list(memory or []), goal_index=0, planned_goal=-1, planned_tool=None, step=0, history=[], notes=[], answers=[], pending=None,
+    return AgentState(memory=list(memory or []), goal_index=0, planned_goal=-1, planned_tool=None, plan=[], plan_step=0,
+                      replans=0, replan_reason=None, step=0, history=[], notes=[], answers=[], pending=None,
                       outcome=None, tokens=0, seconds=0.0, status=None, final_answer=None, checks=[],
                       record=None)  # fmt: skip

@@ -9,11 +9,18 @@ from typing import Any
 from langchain_core.messages import BaseMessage
 
 STEP_PROMPT = "agent_step@1"
+PLAN_PROMPT = "agent_plan@1"
+ACT_PROMPT = "agent_act@1"
 # A 135M model has a 2k-token window and copies whatever it saw last: show only the last few steps
 # (guided: the last one; with three, SmolLM2 wrote the first step's file name into the third step's
 # call), each result cut to a few hundred characters (~100 tokens).
 HISTORY_STEPS = {"guided": 1, "free": 3}
 RESULT_CHARS = 300
+# strategy plan: the results later steps need are carried forward, the newest PLAN_RESULTS of them
+# (~100 tokens each): with the plan and the tools a step stays under ~1k prompt tokens (measured per
+# step by bench/agent_eval.py), inside every built-in's window with room for the reply.
+PLAN_RESULTS = 6
+MAX_PLAN_STEPS = 6
 
 
 def render_action(name: str, args: dict[str, Any]) -> str:
@@ -85,3 +92,62 @@ def tool_schemas(tools: list[Any]) -> list[dict[str, Any]]:
     from agentkit.models.tool_calls import openai_tool
 
     return [openai_tool(t, i) for i, t in enumerate(tools)]
+
+
+def plan_schema(tool_names: list[str]) -> dict[str, Any]:
+    """The JSON schema a plan is decoded under: only enabled tools can be named, at most
+    MAX_PLAN_STEPS steps, a short intent each."""
+    return {
+        "title": "plan",
+        "description": "the steps that reach the goal, each with its intent and the one tool it uses",
+        "type": "object",
+        "properties": {
+            "steps": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": MAX_PLAN_STEPS,
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "intent": {"type": "string", "minLength": 3, "maxLength": 160},
+                        "tool": {"type": "string", "enum": list(tool_names)},
+                    },
+                    "required": ["intent", "tool"],
+                    "additionalProperties": False,
+                },
+            }
+        },
+        "required": ["steps"],
+        "additionalProperties": False,
+    }
+
+
+def _done(history: list[dict[str, Any]]) -> tuple[list[dict[str, str]], int]:
+    shown = history[-PLAN_RESULTS:]
+    return [{"action": render_action(h["action"], h["arguments"]), "result": clip(h["observation"])} for h in shown], \
+        len(history) - len(shown)  # fmt: skip
+
+
+def plan_messages(
+    goal: str, constraints: list[str], tools: list[Any], history: list[dict[str, Any]], problem: str = ""
+) -> list[BaseMessage]:
+    """The planning call: the goal and tools, and on a re-plan what was done and what went wrong."""
+    from agentkit.prompts import load_prompt
+
+    done, _ = _done(history) if problem else ([], 0)
+    described = [{"name": t.name, "description": " ".join(str(t.description).split())[:200]} for t in tools]
+    return load_prompt(PLAN_PROMPT).format_messages(goal=goal, constraints=constraints, tools=described,
+                                                    done=done, problem=problem)  # fmt: skip
+
+
+def act_messages(
+    goal: str, constraints: list[str], plan: list[dict[str, Any]], current: int, history: list[dict[str, Any]],
+    notes: list[str],
+) -> list[BaseMessage]:  # fmt: skip
+    """One acting step: the plan (steps before `current` marked done), the results so far, the step."""
+    from agentkit.prompts import load_prompt
+
+    results, omitted = _done(history)
+    steps = [{"intent": s["intent"], "tool": s["tool"], "done": i < current} for i, s in enumerate(plan)]
+    return load_prompt(ACT_PROMPT).format_messages(goal=goal, constraints=constraints, plan=steps, current=current + 1,
+                                                   results=results, omitted=omitted, notes=notes)  # fmt: skip

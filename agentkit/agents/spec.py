@@ -23,6 +23,9 @@ class Budgets(BaseModel):
     max_seconds: float | None = Field(default=None, gt=0, description="wall-clock seconds, resumed time included")
     tool_timeout_s: float = Field(default=30.0, gt=0, description="seconds one tool call may take")
     loop_limit: int = Field(default=3, ge=2, description="stop when the same call (name + arguments) repeats this often")
+    max_replans: int = Field(
+        default=2, ge=0, description="strategy plan: new plans after a failed step or failing checks, per run"
+    )
 
 
 class FileExistsCheck(BaseModel):
@@ -107,10 +110,13 @@ class GoalSpec(BaseModel):
         description="workspace files (path: text) written before a fresh run: inputs an earlier run cannot have changed",
     )
     checks: list[Check] = Field(default_factory=list, description="success checks, all must pass")
-    strategy: Literal["guided", "free"] = Field(
-        default="guided",
-        description="guided: each goal gets one planned tool (the one it names, else the model's pick) and is "
-        "done when that call succeeds: what a 135M model can follow. free: any tool each step until finish",
+    strategy: Literal["auto", "plan", "guided", "free"] = Field(
+        default="auto",
+        description="plan: the model writes a plan (steps, each with its intent and tool, grammar-bound to the "
+        "enabled tools), acts on it step by step and re-plans when a step or a check fails. guided: each goal "
+        "gets one tool (the one it names, else the model's pick) and is done when that call succeeds: what a "
+        "135M model can follow. free: any tool each step until finish. auto: plan for models of at least "
+        "agentkit.agents.strategy.PLAN_MIN_PARAMS parameters and remote providers, guided below (measured, see README)",
     )
 
     @field_validator("model", mode="before")

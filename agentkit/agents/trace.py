@@ -119,12 +119,18 @@ class TraceWriter:
             handle.flush()
             os.fsync(handle.fileno())
 
-    def truncate_to(self, steps: int) -> None:
+    def truncate_to(self, steps: int, plan: list[dict[str, Any]] | None = None) -> None:
         """Keep start/resume records and steps 1..`steps` (the checkpointed ones), drop the end record:
-        a resumed run redoes a step that ran after its last checkpoint, and must not log it twice."""
+        a resumed run redoes a step that ran after its last checkpoint, and must not log it twice.
+        Plans made before step `steps` stay; one made after it stays only if it is the checkpointed
+        `plan` (else the resumed run makes it again)."""
+        records = list(read_trace(self.path))
+        last_plan = max((i for i, r in enumerate(records) if r["type"] == "plan" and r.get("after_step") == steps
+                         and r.get("steps") == plan), default=None)  # fmt: skip
         kept = [
-            r for r in read_trace(self.path)
+            r for i, r in enumerate(records)
             if r["type"] in ("start", "resume") or (r["type"] == "step" and r["step"] <= steps)
+            or (r["type"] == "plan" and (r.get("after_step", 0) < steps or i == last_plan))
         ]  # fmt: skip
         # a new file ("x": O_EXCL, never a planted link) with a random name, renamed over the trace
         tmp = self.path.with_name(f".{self.path.name}.{secrets.token_hex(8)}.tmp")

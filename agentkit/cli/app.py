@@ -7,7 +7,17 @@ import sys
 
 import typer
 
-from agentkit.cli import ask_cmd, chat_cmd, classify_cmd, index_cmd, models_cmd, run_cmd, runs_cmd, tune_cmd
+from agentkit.cli import (
+    ask_cmd,
+    chat_cmd,
+    classify_cmd,
+    improve_cmd,
+    index_cmd,
+    models_cmd,
+    run_cmd,
+    runs_cmd,
+    tune_cmd,
+)
 
 app = typer.Typer(
     name="agentkit",
@@ -24,6 +34,7 @@ app.command("classify")(classify_cmd.classify)
 app.command("ask")(ask_cmd.ask)
 app.command("run")(run_cmd.run)
 app.add_typer(runs_cmd.app, name="runs")
+app.command("improve")(improve_cmd.improve)
 
 
 def main(argv: list[str] | None = None) -> int:

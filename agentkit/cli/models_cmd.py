@@ -1,4 +1,5 @@
-"""`agentkit models list | install | show | rm | import | export | merge | gc`: the registry from the command line."""
+"""`agentkit models list | install | show | rm | import | export | merge | gc | promote | rollback | aliases`:
+the registry from the command line."""
 
 from __future__ import annotations
 
@@ -37,6 +38,7 @@ def list_models(as_json: JsonOpt = False) -> None:
     from agentkit.registry import builtin_specs
 
     registry = _registry()
+    aliases = registry.aliases()
     rows = [card.summary() | {"status": "ready"} for card in registry.list()]
     present = {r["id"] for r in rows}
     for spec in builtin_specs().values():
@@ -44,8 +46,10 @@ def list_models(as_json: JsonOpt = False) -> None:
             installed = not spec.missing()
             status = "installed (converts on first use)" if installed else "not installed"
             rows.append({"id": spec.id, "kind": "base", "task": None, "base": None, "method": "builtin",
-                         "created": None, "status": status, "install": None if installed else spec.install,
-                         "download_mb": spec.download_mb})  # fmt: skip
+                         "created": None, "stage": None, "status": status,
+                         "install": None if installed else spec.install, "download_mb": spec.download_mb})  # fmt: skip
+    for row in rows:
+        row["aliases"] = sorted(a for a, rec in aliases.items() if rec["target"] == row["id"])
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
@@ -60,6 +64,8 @@ def list_models(as_json: JsonOpt = False) -> None:
     for row in rows:
         if row.get("install"):
             typer.echo(f"{row['id']} is not installed ({row['download_mb']} MB): {row['install']}")
+    for alias, rec in aliases.items():
+        typer.echo(f"alias {alias} -> {rec['target']}")
 
 
 @app.command("install")
@@ -111,6 +117,7 @@ def show(model_id: Annotated[str, typer.Argument(help="Registry id.")], as_json:
 
     console = Console(stderr=True)
     registry = _registry()
+    model_id = registry.resolve(model_id)  # an alias shows its target's card
     registry.ensure(model_id, progress=progress_printer(console))
     card = registry.card(model_id)
     data = card.model_dump(mode="json")
@@ -118,11 +125,19 @@ def show(model_id: Annotated[str, typer.Argument(help="Registry id.")], as_json:
         typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
         return
     data["path"] = str(registry.entry_dir(model_id))
+    data["aliases"] = ", ".join(a for a, rec in registry.aliases().items() if rec["target"] == model_id) or None
     template = data.pop("chat_template") or ""
+    evaluations = data.pop("evaluations")
     out = Console()
     for key, value in data.items():
         out.print(f"[bold]{key}[/bold]: {json.dumps(value, ensure_ascii=False) if isinstance(value, (dict, list)) else value}")
     out.print(f"[bold]chat_template[/bold]: {len(template)} characters")
+    out.print(f"[bold]evaluations[/bold]: {len(evaluations) or 'none'}")
+    for record in evaluations:  # one line each, oldest first
+        parts = [record["time"], record["event"], record["alias"] or ""]
+        parts += [f"{k}={json.dumps(record[k], ensure_ascii=False)}"
+                  for k in ("evaluation", "beat") if record[k] is not None]  # fmt: skip
+        out.print("  " + " ".join(p for p in parts if p), soft_wrap=True, markup=False, highlight=False)
 
 
 @app.command("rm")
@@ -204,3 +219,69 @@ def gc(
         typer.echo(f"{verb} {item.bytes / 1e6:.1f} MB: {item.path.relative_to(registry.root)} ({item.reason})")
     if len(freed) > 1:
         typer.echo(f"{verb} {sum(i.bytes for i in freed) / 1e6:.1f} MB in {len(freed)} folders")
+
+
+def _json_option(text: str | None, option: str) -> dict | None:
+    """A JSON object given on the command line, or BadInputError naming the option."""
+    from agentkit.errors import BadInputError
+
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise BadInputError(f"{option} is not JSON ({exc.msg} at character {exc.pos}).",
+                            fix=f"""pass an object, e.g. {option} '{{"pass_rate": 0.8}}'.""") from None  # fmt: skip
+    if not isinstance(value, dict):
+        raise BadInputError(f"{option} must be a JSON object, not {type(value).__name__}.",
+                            fix=f"""pass an object, e.g. {option} '{{"pass_rate": 0.8}}'.""")  # fmt: skip
+    return value
+
+
+@app.command("promote")
+def promote(
+    entry_id: Annotated[str, typer.Argument(help="Registry id of a causal_lm base or adapter.")],
+    alias: Annotated[str, typer.Option("--alias", help="The alias to point at it, e.g. agent-default.")],
+    evaluation: Annotated[
+        str | None, typer.Option("--evaluation", help="JSON object: the evaluation that promoted it.")
+    ] = None,
+    beat: Annotated[
+        str | None, typer.Option("--beat", help="JSON object: the evaluation of the target it replaces.")
+    ] = None,
+) -> None:
+    """Point an alias at an entry (goal.yaml `model: ALIAS` then runs it); the card records why."""
+    registry = _registry()
+    previous = registry.promote(
+        entry_id, alias, evaluation=_json_option(evaluation, "--evaluation"), beat=_json_option(beat, "--beat")
+    )
+    if previous is None:
+        typer.echo(f"{alias} -> {entry_id} (new alias)")
+    elif previous == entry_id:
+        typer.echo(f"{alias} -> {entry_id} (already its target; evaluation recorded)")
+    else:
+        typer.echo(f"{alias} -> {entry_id} (was {previous}; `agentkit models rollback {alias}` undoes it)")
+
+
+@app.command("rollback")
+def rollback(alias: Annotated[str, typer.Argument(help="An alias (see `agentkit models aliases`).")]) -> None:
+    """Point an alias back at its previous target."""
+    registry = _registry()
+    before = registry.aliases().get(alias, {}).get("target")
+    target = registry.rollback(alias)
+    typer.echo(f"{alias} -> {target} (was {before})")
+
+
+@app.command("aliases")
+def list_aliases(as_json: JsonOpt = False) -> None:
+    """List aliases, their targets and how many earlier targets a rollback can return to."""
+    aliases = _registry().aliases()
+    if as_json:
+        typer.echo(json.dumps(aliases, indent=2, ensure_ascii=False))
+        return
+    if not aliases:
+        typer.echo("no aliases yet; create one with `agentkit models promote ID --alias NAME`")
+        return
+    for alias, rec in aliases.items():
+        earlier = ", ".join(h["target"] for h in reversed(rec["history"]))  # the next rollback's first
+        earlier = f"; earlier: {earlier}" if earlier else ""
+        typer.echo(f"{alias} -> {rec['target']} (since {rec['since'][:19]}{earlier})")

@@ -35,7 +35,7 @@ def run(
     from rich.markup import escape
 
     from agentkit.agents.agent import SUCCESS, Agent
-    from agentkit.agents.console import print_end, print_step
+    from agentkit.agents.console import print_end, print_plan, print_step
     from agentkit.agents.spec import load_goal
 
     console = Console(stderr=True, quiet=quiet)
@@ -51,6 +51,8 @@ def run(
         for record in records:
             if record["type"] == "step":
                 print_step(console, record)
+            elif record["type"] == "plan":
+                print_plan(console, record)
             else:
                 end = record
     except KeyboardInterrupt:

@@ -40,6 +40,7 @@ def list_runs(runs_dir: RunsDirOpt = None, as_json: JsonOpt = False) -> None:
 def show(run_id: Annotated[str, typer.Argument(help="A run id from `agentkit runs list`.")],
          runs_dir: RunsDirOpt = None, as_json: JsonOpt = False) -> None:  # fmt: skip
     """A run's goals and steps (action, arguments, observation) and its final status."""
+    from agentkit.agents.console import plan_lines
     from agentkit.agents.prompting import clip, render_action
 
     store = _store(runs_dir)
@@ -56,6 +57,9 @@ def show(run_id: Annotated[str, typer.Argument(help="A run id from `agentkit run
         if r["type"] == "step":
             typer.echo(f"  {r['step']:>3}. [{'ok' if r['ok'] else 'err'}] {render_action(r['action'], r['arguments'])}")
             typer.echo(f"       -> {clip(r['observation'], 200)}")
+        elif r["type"] == "plan":
+            for line in plan_lines(r):
+                typer.echo(f"  {line}")
         elif r["type"] == "resume":
             typer.echo(f"  -- resumed after step {r['from_step']}")
         elif r["type"] == "end":

@@ -141,9 +141,9 @@ class LocalChatModel(BaseChatModel):
     def load_runtime(self, model: str | None = None, adapter: str | None = None) -> ChatEngine:
         """The loaded runtime that serves `model` (default: this model's) with `adapter`."""
         registry = self._registry()
-        return load_engine(
-            self.engine, model or self.model, adapter, registry, threads=self.n_threads, n_ctx=self.n_ctx
-        )
+        # an alias (`agent-default`) runs what it points at now: a later promote is seen by the next call
+        model, adapter = registry.resolve_chat(model or self.model, adapter)
+        return load_engine(self.engine, model, adapter, registry, threads=self.n_threads, n_ctx=self.n_ctx)
 
     def _prepare(self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]) -> _Call:
         unknown = set(kwargs) - _CALL_OPTIONS

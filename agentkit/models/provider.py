@@ -19,7 +19,9 @@ class ModelSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
-    model: str = Field(default="smollm2-135m-instruct", description="registry id, or the provider's model name")
+    model: str = Field(
+        default="smollm2-135m-instruct", description="registry id or alias, or the provider's model name"
+    )
     provider: str = Field(default=LOCAL, description="'agentkit' (local registry) or a LangChain provider")
     adapter: str | None = Field(default=None, description="registry adapter id (provider agentkit only)")
     engine: Engine = Field(
@@ -48,8 +50,12 @@ def load_chat_model(spec: ModelSpec | dict[str, Any] | str) -> BaseChatModel:
     common: dict[str, Any] = {k: v for k, v in (("temperature", spec.temperature), ("max_tokens", spec.max_tokens)) if v is not None}
     if spec.provider == LOCAL:
         from agentkit.models.chat_model import LocalChatModel
+        from agentkit.registry import Registry
 
-        return LocalChatModel(model=spec.model, adapter=spec.adapter, engine=spec.engine, **common, **spec.options)
+        # Aliases resolve here, per load: a model loaded after `agentkit models promote` gets the new
+        # target; an alias of an adapter runs as {model: its base, adapter: it}.
+        model, adapter = Registry(spec.options.get("home")).resolve_chat(spec.model, spec.adapter)
+        return LocalChatModel(model=model, adapter=adapter, engine=spec.engine, **common, **spec.options)
     from langchain.chat_models import init_chat_model
 
     if spec.base_url:

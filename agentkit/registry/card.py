@@ -54,6 +54,36 @@ class GgufFile(BaseModel):
     sha256: str = Field(description="sha256 of the file's bytes", pattern=r"^[0-9a-f]{64}$")
 
 
+class Stage(str, Enum):
+    """Persisted: where an entry stands in evaluation. `champion` while an alias points at it,
+    `retired` once no alias does any more, `candidate` when evaluated and not promoted."""
+
+    CANDIDATE = "candidate"
+    CHAMPION = "champion"
+    RETIRED = "retired"
+
+
+class EvaluationEvent(str, Enum):
+    """Persisted discriminator of an `EvaluationRecord`."""
+
+    PROMOTED = "promoted"  # an alias now points here; `beat` is the evaluation of the one replaced
+    CANDIDATE = "candidate"  # evaluated, not promoted
+    ROLLED_BACK = "rolled_back"  # an alias was pointed back from here to its earlier target
+    RESTORED = "restored"  # an alias was pointed back here by a rollback
+
+
+class EvaluationRecord(BaseModel):
+    """One line of an entry's evaluation history, appended by promote / mark_candidate / rollback."""
+
+    model_config = ConfigDict(extra="forbid", use_enum_values=False)
+
+    event: EvaluationEvent
+    alias: str | None = Field(default=None, description="the alias promoted or rolled back; None for a candidate")
+    time: datetime = Field(default_factory=lambda: datetime.now(timezone.utc))
+    evaluation: dict[str, Any] | None = Field(default=None, description="the evaluation of this entry (JSON)")
+    beat: dict[str, Any] | None = Field(default=None, description="the evaluation of the target it replaced")
+
+
 def validate_entry_id(value: str) -> str:
     from agentkit.names import REGISTRY_ID
 
@@ -79,6 +109,11 @@ class ModelCard(BaseModel):
     gguf: GgufFile | None = Field(default=None, description="the GGUF the weights came from, when kept")
     metrics: dict[str, Any] = Field(default_factory=dict)
     lineage: dict[str, Any] = Field(default_factory=dict, description="config, data hashes, ...")
+    # Both default, so cards written before aliases existed still load (schema_version stays 1).
+    stage: Stage | None = Field(default=None, description="candidate | champion | retired; None: never evaluated")
+    evaluations: list[EvaluationRecord] = Field(
+        default_factory=list, description="promotions, rollbacks and evaluations, oldest first"
+    )
 
     @field_validator("id")
     @classmethod
@@ -94,4 +129,5 @@ class ModelCard(BaseModel):
             "base": self.base,
             "method": self.method,
             "created": self.created.isoformat(timespec="seconds"),
+            "stage": self.stage.value if self.stage else None,
         }

@@ -2,7 +2,7 @@
 
 Layout (also in README):  `models/<id>/` (card.json + weights + tokenizer), `tmp/` (staging, each
 folder beside the `.owner` lock of its writer; see staging.py), `locks/` (one lock file per id plus
-`registry.lock`). Entries appear by atomic rename only.
+`registry.lock` and `aliases.lock`), `aliases.json` (aliases.py). Entries appear by atomic rename only.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from agentkit.errors import BadInputError, EntryExistsError, IntegrityError, UnknownModelError
+from agentkit.registry import aliases as _aliases
 from agentkit.registry.card import CARD_FILE, ModelCard, validate_entry_id
 from agentkit.registry.staging import staging_dir
 
@@ -116,11 +117,7 @@ class Registry:
 
         spec = builtin_specs().get(entry_id)
         if spec is None:
-            known = sorted(set(self.ids()) | set(builtin_specs()))
-            raise UnknownModelError(
-                f"Unknown model id {entry_id!r}; the registry at {self.root} has: {', '.join(known)}.",
-                fix="pick one of those, or add yours with `agentkit models import PATH`.",
-            )
+            raise self._unknown(entry_id, fix="pick one of those, or add yours with `agentkit models import PATH`.")
         spec.check_installed()
         self.create_entry(entry_id, lambda stage: spec.materialize(stage, progress), exist_ok=True)
 
@@ -129,11 +126,21 @@ class Registry:
         try:
             return ModelCard.model_validate_json(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
-            raise UnknownModelError(
-                f"Unknown model id {entry_id!r}; the registry at {self.root} has: "
-                f"{', '.join(self.ids()) or 'nothing yet'}.",
-                fix="run `agentkit models list` to see the ids.",
-            ) from None
+            raise self._unknown(entry_id, fix="run `agentkit models list` to see the ids.", builtins=False) from None
+
+    def _unknown(self, entry_id: str, *, fix: str, builtins: bool = True) -> UnknownModelError:
+        """The one unknown-id error: what the registry has (entries, built-ins) and its aliases."""
+        known = set(self.ids())
+        if builtins:
+            from agentkit.registry.builtins import builtin_specs
+
+            known |= set(builtin_specs())
+        named = _aliases.describe_aliases(self)
+        return UnknownModelError(
+            f"Unknown model id {entry_id!r}; the registry at {self.root} has: "
+            f"{', '.join(sorted(known)) or 'nothing yet'}" + (f"; aliases: {named}." if named else "."),
+            fix=fix,
+        )
 
     def load_key(self, card: ModelCard) -> tuple[str, str, tuple[str, ...]]:
         """Identity of loaded weights for in-process caches: a re-imported id gets a new key."""
@@ -168,6 +175,11 @@ class Registry:
         convert it once; the second finds the finished entry (exist_ok) or gets EntryExistsError.
         """
         validate_entry_id(entry_id)
+        if _aliases.alias_target(self, entry_id) is not None:  # an id must never hide behind an alias
+            raise EntryExistsError(
+                f"Registry id {entry_id!r} is taken by an alias (see `agentkit models aliases`).",
+                fix="choose another with --id.",
+            )
         with self._lock(f"entry-{entry_id}"):
             if entry_id in self:
                 if exist_ok:
@@ -190,9 +202,18 @@ class Registry:
         """Replace card fields (metrics, lineage) atomically; weights hashes cannot change here."""
         if "weights" in changes or "id" in changes:
             raise ValueError("update_card cannot change `id` or `weights`; create a new entry.")
+        return self._change_card(entry_id, lambda _card: changes)
+
+    def _change_card(self, entry_id: str, change: Callable[[ModelCard], dict[str, Any]]) -> ModelCard:
+        """Read, change and rewrite one card under its entry lock: `change(card) -> fields` sees
+        the card as it is now, so two writers appending to a list both land."""
         validate_entry_id(entry_id)
         with self._lock(f"entry-{entry_id}"):
-            card = self._read_card(entry_id).model_copy(update=changes)
+            card = self._read_card(entry_id)
+            changes = change(card)
+            if "weights" in changes or "id" in changes:
+                raise ValueError("a card change cannot touch `id` or `weights`; create a new entry.")
+            card = card.model_copy(update=changes)
             card = ModelCard.model_validate(card.model_dump())  # re-validate the merged fields
             write_json_atomic(self.entry_dir(entry_id) / CARD_FILE, card.model_dump(mode="json"))
         return card
@@ -201,6 +222,13 @@ class Registry:
         """Delete an entry: renamed out of `models/` first, so it vanishes from `list` at once."""
         validate_entry_id(entry_id)
         if entry_id not in self:
+            target = _aliases.alias_target(self, entry_id)
+            if target is not None:
+                raise BadInputError(
+                    f"{entry_id!r} is an alias (of {target!r}), not an entry; "
+                    "removing it would not free anything.",
+                    fix=f"remove the entry itself (`agentkit models rm {target}`) once no alias points at it.",
+                )
             self._read_card(entry_id)  # raises UnknownModelError with the list of ids
         dependants = [c.id for c in self.list() if c.base == entry_id]
         if dependants:
@@ -209,6 +237,45 @@ class Registry:
                 fix="remove those adapters first.",
             )
         # The trash is owned staging too: a `rm` killed while deleting is finished by the next write.
+        # The aliases lock is held from the check to the rename, so no promote lands in between.
         with staging_dir(self.root, f"trash-{entry_id}", create=False) as trash:
-            with self._lock(f"entry-{entry_id}"), self._lock():
-                os.rename(self.entry_dir(entry_id), trash)
+            with self._lock("aliases"):
+                serving = _aliases.aliases_of(self, entry_id)
+                if serving:
+                    first = serving[0]
+                    raise BadInputError(
+                        f"{entry_id!r} is served by alias {', '.join(repr(a) for a in serving)}; "
+                        "it cannot be removed.",
+                        fix=f"`agentkit models rollback {first}` or `agentkit models promote ID --alias {first}` "
+                        f"to point it elsewhere, then remove {entry_id}.",
+                    )
+                with self._lock(f"entry-{entry_id}"), self._lock():
+                    os.rename(self.entry_dir(entry_id), trash)
+
+    # ---- aliases (aliases.py) ---------------------------------------------------------------------
+    def promote(self, entry_id: str, alias: str, *, evaluation: dict[str, Any] | None = None,
+                beat: dict[str, Any] | None = None) -> str | None:  # fmt: skip
+        """Point `alias` at chat entry `entry_id`, record `evaluation` (and the one it `beat`) on its
+        card and make it `champion`; returns the previous target."""
+        return _aliases.promote(self, entry_id, alias, evaluation=evaluation, beat=beat)
+
+    def mark_candidate(self, entry_id: str, evaluation: dict[str, Any] | None = None) -> ModelCard:
+        """Record an evaluation that did not promote `entry_id`; stage `candidate`."""
+        return _aliases.mark_candidate(self, entry_id, evaluation)
+
+    def rollback(self, alias: str) -> str:
+        """Point `alias` back at its previous target and return it."""
+        return _aliases.rollback(self, alias)
+
+    def aliases(self) -> dict[str, dict[str, Any]]:
+        """{alias: {target, since, history: [{target, since, until}, ...]}} as JSON-ready dicts."""
+        found = _aliases.read_aliases(self).aliases
+        return {a: rec.model_dump(mode="json") for a, rec in sorted(found.items())}
+
+    def resolve(self, name: str) -> str:
+        """An alias -> its target id; an entry or built-in id -> itself; else UnknownModelError."""
+        return _aliases.resolve(self, name)
+
+    def resolve_chat(self, model: str, adapter: str | None = None) -> tuple[str, str | None]:
+        """(base id, adapter id) that `{model, adapter}` runs now, with aliases resolved."""
+        return _aliases.resolve_chat(self, model, adapter)

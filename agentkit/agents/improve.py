@@ -1,0 +1,477 @@
+"""`agentkit improve SUITE.yaml`: the agent gets better from its own runs, on the user's machine.
+
+One round: collect (the train goals, several sampled attempts each) -> export (the successful
+steps and plans as SFT rows, success-vs-failure steps as DPO pairs) -> tune (a LoRA, from the
+champion adapter or the base) -> evaluate (champion and candidate on the held-out goals, the same
+seeds, one process and one loaded base) -> decide (promote the candidate only if its paired gain in
+success rate is at least `promote.min_gain_se` standard errors and `promote.min_goals` goals).
+
+Every stage leaves its result in `$AGENTKIT_HOME/improve/<suite name>/round-<k>/` and the stage
+reached in `state.json` (temp file + rename, under a lock): a killed `improve` resumes at that
+stage, and inside collect and evaluate at the first attempt not yet recorded. A candidate that is
+not promoted stays registered, marked "candidate" on its card with the evaluation that kept it out.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import math
+import os
+import shutil
+import statistics
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from agentkit.errors import BadInputError
+
+STAGES = ("collect", "export", "tune", "evaluate", "decide", "done")
+STATE_FILE = "state.json"
+LOG_FILE = "log.jsonl"
+
+
+# ---- the suite file ------------------------------------------------------------------------------
+class SuiteModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    model: str = Field(description="registry id of the base the agent runs on")
+    adapter: str | None = Field(default=None, description="the first champion's adapter (None: the base alone)")
+    engine: str = Field(default="auto", description="auto | transformers | llamacpp")
+
+
+class CollectSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    attempts: int = Field(default=3, gt=0, description="sampled runs per train goal")
+    temperature: float = Field(default=0.7, gt=0, description="sampling temperature of the attempts")
+    seed: int = Field(default=0, description="attempt a of every goal samples with seed + a")
+
+
+class EvaluateSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    attempts: int = Field(default=1, gt=0, description="runs per held-out goal and model, seeds seed..seed+n-1")
+    temperature: float = Field(default=0.0, ge=0, description="0: greedy (one attempt is then enough)")
+    seed: int = Field(default=1000)
+
+
+class PromoteSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    alias: str = Field(default="agent-default", description="the alias that names the champion")
+    min_gain_se: float = Field(default=1.0, ge=0, description="promote when the paired gain >= this many SEs")
+    min_goals: float = Field(default=1.0, ge=0, description="... and the gain, counted in goals, is at least this")
+
+
+class TuneSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    start: str = Field(default="champion", pattern="^(champion|base)$",
+                       description="champion: continue the champion's LoRA (a fresh one when it is the base)")  # fmt: skip
+    lora: dict[str, Any] = Field(default_factory=lambda: {"r": 16, "alpha": 32, "target_modules": "all-linear"})
+    train: dict[str, Any] = Field(
+        default_factory=lambda: {"epochs": 2, "learning_rate": 2e-4, "batch_size": 2, "max_length": 1024}
+    )
+
+
+class Suite(BaseModel):
+    """SUITE.yaml: goals to learn from, goals to judge by, the model, and how to tune and promote."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    name: str = Field(description="the suite's folder under $AGENTKIT_HOME/improve and its adapters' prefix")
+    model: SuiteModel
+    strategy: str = Field(default="auto", description="the agents' strategy: auto | plan | guided | free")
+    train: list[str] = Field(min_length=1, description="goal files (globs), relative to the suite file")
+    heldout: list[str] = Field(min_length=1, description="goal files (globs) never trained on")
+    indexes: dict[str, str] = Field(default_factory=dict, description="index name -> folder, built if missing")
+    collect: CollectSettings = Field(default_factory=CollectSettings)
+    evaluate: EvaluateSettings = Field(default_factory=EvaluateSettings)
+    tune: TuneSettings = Field(default_factory=TuneSettings)
+    promote: PromoteSettings = Field(default_factory=PromoteSettings)
+
+
+@dataclass
+class Goals:
+    train: list[Path]
+    heldout: list[Path]
+
+
+def load_suite(path: str | Path) -> tuple[Suite, Goals]:
+    """The suite and its goal files; refuses an empty glob, and held-out goals that are also train
+    goals (the same file, goal name or sentence), naming them."""
+    from agentkit.agents.spec import load_goal
+    from agentkit.agents.strategy import STRATEGIES
+    from agentkit.config_io import load_yaml, validate
+    from agentkit.registry.card import validate_entry_id
+
+    path = Path(path)
+    if not path.is_file():
+        raise BadInputError(f"{path}: no such suite file.", fix="see examples/improve/suite.yaml.")
+    suite = validate(Suite, load_yaml(path), path, fix="see examples/improve/suite.yaml for every field.")
+    validate_entry_id(f"{suite.name}-r1")
+    if suite.strategy not in STRATEGIES:
+        raise BadInputError(f"{path}: field 'strategy': {suite.strategy!r} is not one of {', '.join(STRATEGIES)}.",
+                            fix="pick one of them.")  # fmt: skip
+
+    def expand(field: str, patterns: list[str]) -> list[Path]:
+        files: list[Path] = []
+        for pattern in patterns:
+            found = sorted(Path(p).resolve() for p in glob.glob(str(path.parent / pattern)))
+            if not found:
+                raise BadInputError(f"{path}: field {field!r}: {pattern!r} matches no goal file.",
+                                    fix="give goal files relative to the suite file.")  # fmt: skip
+            files += [f for f in found if f not in files]
+        return files
+
+    goals = Goals(expand("train", suite.train), expand("heldout", suite.heldout))
+    specs = {f: load_goal(f)[0] for f in [*goals.train, *goals.heldout]}
+    train_keys = {key for f in goals.train for key in (f, specs[f].name, *specs[f].goals)}
+    overlap = sorted({specs[f].name for f in goals.heldout
+                      if {f, specs[f].name, *specs[f].goals} & train_keys})  # fmt: skip
+    if overlap:
+        raise BadInputError(f"{path}: held-out goal(s) {', '.join(overlap)} are also train goals.",
+                            fix="a held-out goal is never trained on: remove it from train (or from heldout).")  # fmt: skip
+    return suite, goals
+
+
+# ---- the paired decision -------------------------------------------------------------------------
+def paired_gain(champion: list[float], candidate: list[float]) -> dict[str, float]:
+    """Per-goal success rates of both models on the same goals -> mean gain, its standard error
+    (sd of the per-goal differences / sqrt n), and the gain counted in goals."""
+    if len(champion) != len(candidate) or not champion:
+        raise ValueError("paired_gain needs the same non-empty list of goals for both models")
+    diffs = [b - a for a, b in zip(champion, candidate)]
+    n = len(diffs)
+    mean = sum(diffs) / n
+    se = statistics.stdev(diffs) / math.sqrt(n) if n > 1 else 0.0
+    return {"goals": n, "champion_rate": sum(champion) / n, "candidate_rate": sum(candidate) / n, "gain": mean,
+            "se": se, "gain_goals": sum(diffs)}  # fmt: skip
+
+
+def should_promote(stats: dict[str, float], settings: PromoteSettings) -> tuple[bool, str]:
+    gain, se = stats["gain"], stats["se"]
+    if gain <= 0:
+        return False, f"no gain ({gain:+.3f})"
+    if gain < settings.min_gain_se * se:
+        return False, f"gain {gain:+.3f} < {settings.min_gain_se} x SE {se:.3f}"
+    if stats["gain_goals"] < settings.min_goals:
+        return False, f"gain of {stats['gain_goals']:.2f} goals < min_goals {settings.min_goals}"
+    return True, f"gain {gain:+.3f} >= {settings.min_gain_se} x SE {se:.3f}, {stats['gain_goals']:.2f} goals"
+
+
+# ---- state on disk -------------------------------------------------------------------------------
+def _write_json(path: Path, data: Any) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=1, ensure_ascii=False, default=str), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _append_line(path: Path, row: dict[str, Any]) -> None:
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _read_lines(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:  # a line cut by a kill mid-write: that attempt runs again
+            continue
+    return rows
+
+
+@contextmanager
+def _suite_lock(folder: Path) -> Iterator[None]:
+    """One `improve` per suite at a time; a second one is refused at once rather than interleaved."""
+    import fcntl
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / ".lock").open("w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise BadInputError(f"another `agentkit improve` is running the suite in {folder}.",
+                                fix="wait for it to end (or stop it), then run again; it resumes.") from None  # fmt: skip
+        yield
+
+
+# ---- one run of one goal -------------------------------------------------------------------------
+def run_goal(goal_file: Path, into: Path, *, model: str, adapter: str | None, engine: str, strategy: str,
+             temperature: float, seed: int) -> dict[str, Any]:  # fmt: skip
+    """Run a goal in a fresh copy of its seed workspace under `into`; its runs go to `into/runs`."""
+    from agentkit.agents.agent import Agent
+    from agentkit.agents.spec import load_goal
+    from agentkit.models.provider import ModelSpec
+
+    spec, seed_workspace = load_goal(goal_file)
+    workspace = into / "workspace"
+    if workspace.exists():
+        shutil.rmtree(workspace)
+    if seed_workspace.is_dir():
+        shutil.copytree(seed_workspace, workspace, symlinks=True)
+    else:
+        workspace.mkdir(parents=True)
+    options = {"seed": seed} if temperature > 0 else {}
+    chat = ModelSpec(model=model, adapter=adapter, engine=engine, temperature=temperature, options=options)
+    agent = Agent.from_spec(spec, workspace=workspace, runs_dir=into / "runs", goal_file=goal_file, model=chat,
+                            **({} if strategy == "auto" and spec.strategy != "auto" else {"strategy": strategy}))  # fmt: skip
+    started = time.monotonic()
+    result = agent.run()
+    return {"goal": spec.name, "run_id": result.run_id, "status": result.status, "ok": result.ok,
+            "steps": result.steps, "tokens": result.tokens, "seconds": round(time.monotonic() - started, 2)}  # fmt: skip
+
+
+# ---- the loop ------------------------------------------------------------------------------------
+class Improver:
+    """Runs rounds of a suite; `say` gets one line per event (the CLI prints them)."""
+
+    def __init__(self, suite_file: str | Path, *, home: str | Path | None = None,
+                 say: Callable[[str], None] = lambda line: None) -> None:  # fmt: skip
+        from agentkit.registry import Registry
+
+        self.suite_file = Path(suite_file).resolve()
+        self.suite, self.goals = load_suite(self.suite_file)
+        self.registry = Registry(home)
+        self.folder = self.registry.root / "improve" / self.suite.name
+        self.say = say
+
+    # state.json: {"round": k, "stage": s, "champion": id|None, "candidate": id, ...}
+    def _state(self) -> dict[str, Any]:
+        path = self.folder / STATE_FILE
+        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+    def _save(self, state: dict[str, Any]) -> None:
+        _write_json(self.folder / STATE_FILE, state)
+
+    def champion(self) -> str | None:
+        """The adapter the champion runs with (None: the base alone)."""
+        aliases = self.registry.aliases()
+        target = aliases.get(self.suite.promote.alias, {}).get("target") if self.suite.promote.alias in aliases else None
+        if target is None:
+            return self.suite.model.adapter
+        return None if target == self.suite.model.model else target
+
+    def run(self, rounds: int = 1) -> list[dict[str, Any]]:
+        """Run (or resume) until `rounds` rounds of this suite are done in all; returns their log rows."""
+        with _suite_lock(self.folder):
+            self._check_models()
+            self._ensure_indexes()
+            state = self._state()
+            while True:
+                if not state or state.get("stage") == "done":
+                    done = int(state.get("round", 0)) if state else 0
+                    if done >= rounds:
+                        break
+                    state = {"round": done + 1, "stage": "collect", "champion": self.champion()}
+                    self._save(state)
+                    self.say(f"round {state['round']}: champion {state['champion'] or self.suite.model.model}")
+                self._advance(state)
+            return _read_lines(self.folder / LOG_FILE)
+
+    def _check_models(self) -> None:
+        card = self.registry.card(self.suite.model.model)
+        if self.suite.model.adapter:
+            adapter = self.registry.card(self.suite.model.adapter)
+            if adapter.base != card.id:
+                raise BadInputError(f"model.adapter {adapter.id!r} is an adapter of {adapter.base!r}, not of {card.id!r}.",
+                                    fix="name the adapter's own base in model.model.")  # fmt: skip
+
+    def _ensure_indexes(self) -> None:
+        from agentkit.indexes import create_index, list_indexes
+
+        have = {spec.name for spec in list_indexes(self.registry.root)}
+        for name, folder in self.suite.indexes.items():
+            if name in have:
+                continue
+            source = (self.suite_file.parent / folder).resolve()
+            if not source.is_dir():
+                raise BadInputError(f"{self.suite_file}: field 'indexes.{name}': {source} is not a folder.",
+                                    fix="point it at the documents the index is built from.")  # fmt: skip
+            self.say(f"building index {name} from {source}")
+            create_index(name, home=self.registry.root).add([source])
+
+    def _round_dir(self, state: dict[str, Any]) -> Path:
+        folder = self.folder / f"round-{state['round']}"
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+    def _advance(self, state: dict[str, Any]) -> None:
+        stage = state["stage"]
+        step = {"collect": self._collect, "export": self._export, "tune": self._tune,
+                "evaluate": self._evaluate, "decide": self._decide}[stage]  # fmt: skip
+        step(state, self._round_dir(state))
+        state["stage"] = STAGES[STAGES.index(stage) + 1]
+        self._save(state)
+
+    # -- collect: the train goals, `attempts` sampled runs each -----------------------------------
+    def _collect(self, state: dict[str, Any], folder: Path) -> None:
+        settings = self.suite.collect
+        log = folder / "collect.jsonl"
+        done = {(r["goal_file"], r["attempt"]) for r in _read_lines(log)}
+        for goal_file in self.goals.train:
+            for attempt in range(settings.attempts):
+                if (str(goal_file), attempt) in done:
+                    continue
+                row = run_goal(goal_file, folder / "collect" / goal_file.stem / str(attempt),
+                               model=self.suite.model.model, adapter=state["champion"], engine=self.suite.model.engine,
+                               strategy=self.suite.strategy, temperature=settings.temperature,
+                               seed=settings.seed + attempt)  # fmt: skip
+                _append_line(log, {"goal_file": str(goal_file), "attempt": attempt, **row})
+                self.say(f"  collect {row['goal']} #{attempt}: {row['status']} ({row['steps']} steps, {row['seconds']}s)")
+
+    # -- export: SFT rows from successes, DPO pairs success vs failure ----------------------------
+    def _export(self, state: dict[str, Any], folder: Path) -> None:
+        from agentkit.agents.export import dpo_pairs, plan_examples, sft_examples
+        from agentkit.agents.trace import RunStore
+
+        rows = _read_lines(folder / "collect.jsonl")
+        wins = sum(1 for r in rows if r["ok"])
+        state["collect"] = {"runs": len(rows), "succeeded": wins, "goals_succeeded": len({r["goal"] for r in rows if r["ok"]})}
+        if not wins:
+            raise BadInputError(
+                f"round {state['round']}: none of the {len(rows)} train runs succeeded, so there is nothing to learn "
+                "from; nothing was tuned.",
+                fix="use easier train goals, more collect.attempts, or a higher collect.temperature.",
+            )
+        sft: list[dict[str, Any]] = []
+        seen: set[str] = set()
+        dpo: list[dict[str, Any]] = []
+        for goal_dir in sorted((folder / "collect").glob("*/*/runs")):
+            store = RunStore(goal_dir)
+            for row in [*sft_examples(store), *plan_examples(store)]:
+                key = json.dumps([row["messages"], row.get("tools")], sort_keys=True)
+                if key not in seen:  # sampled attempts repeat each other; a row counts once
+                    seen.add(key)
+                    sft.append({k: v for k, v in row.items() if k in ("messages", "tools")})
+        # DPO pairs need runs of the same goal side by side: one store per goal
+        for goal_dir in sorted((folder / "collect").glob("*")):
+            dpo += list(dpo_pairs(_MultiStore(sorted(goal_dir.glob("*/runs")))))
+        _write_lines(folder / "sft.jsonl", sft)
+        _write_lines(folder / "dpo.jsonl", dpo)
+        state["data"] = {"sft_rows": len(sft), "dpo_pairs": len(dpo)}
+        self.say(f"  export: {wins}/{len(rows)} runs succeeded; {len(sft)} SFT rows, {len(dpo)} DPO pairs")
+
+    # -- tune: a LoRA candidate ---------------------------------------------------------------------
+    def _tune(self, state: dict[str, Any], folder: Path) -> None:
+        from agentkit.tuning.config import TuneConfig
+        from agentkit.tuning.trainer import train
+
+        candidate = f"{self.suite.name}-r{state['round']}"
+        state["candidate"] = candidate
+        if candidate in self.registry:  # tuned and registered before a kill
+            self.say(f"  tune: {candidate} already registered")
+        else:
+            lora = dict(self.suite.tune.lora)
+            if self.suite.tune.start == "champion" and state["champion"]:
+                lora = {k: v for k, v in lora.items() if k not in ("r", "alpha", "target_modules")}
+                lora["init_adapter"] = state["champion"]
+            config = TuneConfig.model_validate({
+                "base": self.suite.model.model, "task": "causal_lm", "method": "lora", "lora": lora,
+                "data": {"train": str(folder / "sft.jsonl"), "format": "openai", "eval_fraction": 0},
+                "train": self.suite.tune.train, "output": candidate,
+            })  # fmt: skip
+            self.say(f"  tune: {candidate} from {lora.get('init_adapter') or self.suite.model.model} "
+                     f"on {state['data']['sft_rows']} rows")  # fmt: skip
+            train(config, registry=self.registry, resume=(self.registry.root / "runs" / candidate).is_dir())
+        metrics = self.registry.card(candidate).metrics
+        state["tune"] = {k: metrics.get(k) for k in ("train_loss_first", "train_loss_last", "steps", "train_seconds")}
+        self.registry.mark_candidate(candidate)
+
+    # -- evaluate: champion and candidate on the held-out goals, same seeds ----------------------
+    def _evaluate(self, state: dict[str, Any], folder: Path) -> None:
+        settings = self.suite.evaluate
+        log = folder / "evaluate.jsonl"
+        done = {(r["who"], r["goal_file"], r["attempt"]) for r in _read_lines(log)}
+        models = {"champion": state["champion"], "candidate": state["candidate"]}
+        for goal_file in self.goals.heldout:
+            for attempt in range(settings.attempts):
+                for who, adapter in models.items():  # interleaved: both see the same machine state
+                    if (who, str(goal_file), attempt) in done:
+                        continue
+                    row = run_goal(goal_file, folder / "evaluate" / who / goal_file.stem / str(attempt),
+                                   model=self.suite.model.model, adapter=adapter, engine=self.suite.model.engine,
+                                   strategy=self.suite.strategy, temperature=settings.temperature,
+                                   seed=settings.seed + attempt)  # fmt: skip
+                    _append_line(log, {"who": who, "goal_file": str(goal_file), "attempt": attempt, **row})
+                    self.say(f"  evaluate {who} {row['goal']} #{attempt}: {row['status']}")
+
+    # -- decide: promote or keep as a candidate ------------------------------------------------------
+    def _decide(self, state: dict[str, Any], folder: Path) -> None:
+        rows = _read_lines(folder / "evaluate.jsonl")
+        summary = evaluation_summary(rows, [str(g) for g in self.goals.heldout])
+        stats = paired_gain(summary["champion"]["per_goal"], summary["candidate"]["per_goal"])
+        promote, why = should_promote(stats, self.suite.promote)
+        record = {"suite": self.suite.name, "round": state["round"],
+                  "champion": state["champion"] or self.suite.model.model, "candidate": state["candidate"],
+                  **{k: round(v, 4) for k, v in stats.items()}, "reason": why,
+                  "champion_eval": summary["champion"], "candidate_eval": summary["candidate"]}  # fmt: skip
+        _write_json(folder / "decision.json", {**record, "promoted": promote})
+        if promote:
+            self.registry.promote(state["candidate"], self.suite.promote.alias,
+                                  evaluation={k: v for k, v in record.items() if k != "champion_eval"},
+                                  beat={"id": record["champion"], **summary["champion"]})  # fmt: skip
+        else:
+            self.registry.mark_candidate(state["candidate"], evaluation={**record, "promoted": False})
+        row = {"round": state["round"], "champion": record["champion"], "candidate": state["candidate"],
+               "train_runs": state.get("collect", {}).get("runs"), "train_succeeded": state.get("collect", {}).get("succeeded"),
+               **state.get("data", {}), **state.get("tune", {}),
+               "heldout_before": round(stats["champion_rate"], 4), "heldout_after": round(stats["candidate_rate"], 4),
+               "gain": round(stats["gain"], 4), "se": round(stats["se"], 4), "promoted": promote, "reason": why,
+               "time": time.time()}  # fmt: skip
+        _append_line(self.folder / LOG_FILE, row)
+        self.say(f"round {state['round']}: held-out {stats['champion_rate']:.2f} -> {stats['candidate_rate']:.2f} "
+                 f"(gain {stats['gain']:+.3f} +- {stats['se']:.3f}); {'PROMOTED' if promote else 'not promoted'}: {why}")  # fmt: skip
+
+
+def evaluation_summary(rows: list[dict[str, Any]], goal_files: list[str]) -> dict[str, dict[str, Any]]:
+    """Per model: success rate per held-out goal (in `goal_files` order), steps and tokens per
+    success, and median seconds per run."""
+    out: dict[str, dict[str, Any]] = {}
+    for who in ("champion", "candidate"):
+        mine = [r for r in rows if r["who"] == who]
+        per_goal = []
+        for goal_file in goal_files:
+            runs = [r for r in mine if r["goal_file"] == goal_file]
+            per_goal.append(sum(r["ok"] for r in runs) / len(runs) if runs else 0.0)
+        wins = [r for r in mine if r["ok"]]
+        out[who] = {
+            "success_rate": round(sum(per_goal) / len(per_goal), 4) if per_goal else 0.0,
+            "per_goal": per_goal,
+            "runs": len(mine),
+            "steps_per_success": round(sum(r["steps"] for r in wins) / len(wins), 2) if wins else None,
+            "tokens_per_success": round(sum(r["tokens"] for r in wins) / len(wins), 1) if wins else None,
+        }
+    return out
+
+
+class _MultiStore:
+    """Several run folders read as one RunStore (DPO pairs need every attempt at a goal)."""
+
+    def __init__(self, folders: list[Path]) -> None:
+        from agentkit.agents.trace import RunStore
+
+        self.stores = [RunStore(f) for f in folders]
+
+    def run_ids(self) -> list[tuple[int, str]]:
+        return [(i, run_id) for i, store in enumerate(self.stores) for run_id in store.run_ids()]
+
+    def records(self, key: tuple[int, str]) -> list[dict[str, Any]]:
+        return self.stores[key[0]].records(key[1])
+
+
+def _write_lines(path: Path, rows: list[dict[str, Any]]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    os.replace(tmp, path)

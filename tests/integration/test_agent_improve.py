@@ -1,0 +1,137 @@
+"""`agentkit improve` on the real 135M built-in: a round end to end (collect, export, tune, evaluate,
+decide) killed at the tune stage and resumed there; nothing to learn from stops before tuning; a
+bad suite is refused in one line. The decision rule itself is tested without a model in
+tests/unit/test_improve_suite.py."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from agentkit.errors import BadInputError
+from agentkit.registry import Registry
+
+pytestmark = pytest.mark.usefixtures("registry")
+
+WRITE = {"name": "w_{n}", "goals": ["Write the word {word} to {n}.txt."], "tools": ["read_file", "write_file"],
+         "budgets": {"max_steps": 2}, "workspace": "ws_{n}", "outputs": ["{n}.txt"],
+         "checks": [{"file_contains": "{n}.txt", "text": "{word}"}]}  # fmt: skip
+
+
+def _goal(folder: Path, n: str, word: str, **changes) -> Path:
+    text = json.dumps(WRITE).replace("{n}", n).replace("{word}", word)
+    spec = {**json.loads(text), **changes}
+    path = folder / f"{n}.yaml"
+    path.write_text(yaml.safe_dump(spec), encoding="utf-8")
+    return path
+
+
+def _suite(tmp_path: Path, name: str, train: list[str], heldout: list[str], **changes) -> Path:
+    goals = tmp_path / "goals"
+    goals.mkdir(exist_ok=True)
+    for n, word in [("alpha", "hello"), ("beta", "banana"), ("gamma", "orange"), ("delta", "purple")]:
+        _goal(goals, n, word)
+    suite = {
+        "name": name,
+        "model": {"model": "smollm2-135m-instruct"},
+        "strategy": "guided",
+        "train": [f"goals/{g}.yaml" for g in train],
+        "heldout": [f"goals/{g}.yaml" for g in heldout],
+        "collect": {"attempts": 2, "temperature": 0.7, "seed": 0},
+        "evaluate": {"attempts": 1, "temperature": 0.0},
+        "tune": {"lora": {"r": 4, "alpha": 8, "target_modules": ["q_proj", "v_proj"]},
+                 "train": {"max_steps": 4, "learning_rate": 1e-3, "batch_size": 2, "max_length": 768}},
+        "promote": {"alias": f"{name}-default", "min_gain_se": 1.0, "min_goals": 1},
+    }  # fmt: skip
+    suite.update(changes)
+    path = tmp_path / "suite.yaml"
+    path.write_text(yaml.safe_dump(suite), encoding="utf-8")
+    return path
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "agentkit", *args]
+
+
+def test_improve_round_killed_at_tune_resumes_there_and_decides(tmp_path: Path) -> None:
+    name = f"imp{os.getpid()}"
+    suite = _suite(tmp_path, name, train=["alpha", "beta"], heldout=["gamma", "delta"])
+    registry = Registry.default()
+    folder = registry.root / "improve" / name
+    state_file = folder / "state.json"
+    proc = subprocess.Popen(_cli("improve", str(suite)), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 900
+        while time.monotonic() < deadline and proc.poll() is None:
+            if state_file.is_file() and json.loads(state_file.read_text()).get("stage") == "tune":
+                break
+            time.sleep(0.2)
+        assert proc.poll() is None, proc.stdout.read().decode()
+        os.killpg(proc.pid, signal.SIGKILL)  # killed during the tune stage
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    round_dir = folder / "round-1"
+    collected = [json.loads(line) for line in (round_dir / "collect.jsonl").read_text().splitlines()]
+    assert len(collected) == 4  # 2 goals x 2 attempts, before the kill
+    assert (round_dir / "sft.jsonl").is_file()
+
+    again = subprocess.run(_cli("improve", str(suite), "--json"), capture_output=True, text=True, timeout=1800)
+    assert again.returncode == 0, again.stderr[-3000:]
+    log = json.loads(again.stdout)
+    # resumed at the tune stage: collect ran no attempt again
+    assert len((round_dir / "collect.jsonl").read_text().splitlines()) == 4
+    assert len(log) == 1
+    row = log[0]
+    candidate = f"{name}-r1"
+    assert row["candidate"] == candidate and row["round"] == 1 and row["champion"] == "smollm2-135m-instruct"
+    assert row["sft_rows"] > 0 and row["train_loss_last"] < row["train_loss_first"]
+    # the decision is the paired comparison of what evaluate recorded
+    evaluated = [json.loads(line) for line in (round_dir / "evaluate.jsonl").read_text().splitlines()]
+    assert sorted((e["who"], Path(e["goal_file"]).stem) for e in evaluated) == sorted(
+        (who, g) for who in ("champion", "candidate") for g in ("gamma", "delta")
+    )
+    after = sum(e["ok"] for e in evaluated if e["who"] == "candidate") / 2
+    before = sum(e["ok"] for e in evaluated if e["who"] == "champion") / 2
+    assert (row["heldout_before"], row["heldout_after"]) == (before, after)
+    card = Registry.default().card(candidate)
+    aliases = Registry.default().aliases()
+    if row["promoted"]:
+        assert aliases[f"{name}-default"]["target"] == candidate and card.stage == "champion"
+    else:  # not promoted: still registered, marked as a candidate with the evaluation that kept it out
+        assert card.stage == "candidate"
+        assert card.evaluations and card.evaluations[-1].evaluation["promoted"] is False
+    state = json.loads(state_file.read_text())
+    assert state["stage"] == "done"
+    # a second call with the same --rounds does nothing more
+    third = subprocess.run(_cli("improve", str(suite), "--json"), capture_output=True, text=True, timeout=600)
+    assert third.returncode == 0 and len(json.loads(third.stdout)) == 1
+
+
+def test_improve_with_no_successful_train_run_stops_and_tunes_nothing(tmp_path: Path) -> None:
+    from agentkit.agents.improve import Improver
+
+    name = f"none{os.getpid()}"
+    suite = _suite(tmp_path, name, train=["alpha"], heldout=["gamma"], collect={"attempts": 1, "temperature": 0.7})
+    # a check no run can pass: the word is never in the sentence
+    _goal(tmp_path / "goals", "alpha", "hello", checks=[{"file_contains": "alpha.txt", "text": "zq-never-written"}])
+    with pytest.raises(BadInputError, match="none of the 1 train runs succeeded.*nothing was tuned"):
+        Improver(suite).run()
+    assert f"{name}-r1" not in Registry.default()
+
+
+def test_improve_cli_refuses_overlapping_goals_in_one_line(tmp_path: Path) -> None:
+    suite = _suite(tmp_path, "overlap", train=["alpha", "beta"], heldout=["beta", "gamma"])
+    out = subprocess.run(_cli("improve", str(suite)), capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2
+    assert "held-out goal(s) w_beta are also train goals" in out.stderr
