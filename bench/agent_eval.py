@@ -107,7 +107,7 @@ def stage(goal: Path, into: Path, model: str, adapter: str | None, max_tokens: i
 
 
 def run_goal(goal: Path, model: str, adapter: str | None, max_tokens: int | None, budgets: dict[str, Any],
-             engine: str = "auto", strategy: str | None = None) -> Outcome:  # fmt: skip
+             engine: str = "auto", strategy: str | None = None, keep: Path | None = None) -> Outcome:  # fmt: skip
     from agentkit.agents import Agent
     from agentkit.agents.checks import run_check
     from agentkit.agents.spec import load_goal
@@ -117,12 +117,13 @@ def run_goal(goal: Path, model: str, adapter: str | None, max_tokens: int | None
         spec, workspace = load_goal(staged)
         started = time.perf_counter()
         try:
-            result = Agent.from_yaml(staged, runs_dir=Path(tmp) / "runs").run()
+            runs = keep / (adapter or model) / goal.stem if keep else Path(tmp) / "runs"
+            result = Agent.from_yaml(staged, runs_dir=runs).run()
         except Exception as exc:  # noqa: BLE001 -- one broken run must not end the whole eval
             return Outcome(goal.stem, False, f"error: {type(exc).__name__}: {exc}", 0, 0,
                            time.perf_counter() - started, "")
         passed = bool(spec.checks) and all(run_check(c, workspace).passed for c in spec.checks)
-        records = [r for trace in (Path(tmp) / "runs").glob("*/trace.jsonl")
+        records = [r for trace in runs.glob("*/trace.jsonl")
                    for r in map(json.loads, trace.read_text(encoding="utf-8").splitlines()) if r.get("type") == "step"]  # fmt: skip
         return Outcome(goal.stem, passed, str(getattr(result.status, "value", result.status)), result.steps,
                        int(result.tokens or 0), float(result.seconds or time.perf_counter() - started),
@@ -171,6 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-steps", type=int, default=None, help="override every goal's max_steps (both models)")
     parser.add_argument("--max-seconds", type=float, default=None,
                         help="override every goal's max_seconds (both models); a busy machine makes steps slow")
+    parser.add_argument("--keep-runs", type=Path, default=None,
+                        help="keep each run's trace in DIR/<model or adapter>/<goal>/ (see `agentkit runs show`)")
     parser.add_argument("--json", type=Path, default=None, help="write every outcome and the summaries here")
     args = parser.parse_args(argv)
 
@@ -202,7 +205,8 @@ def main(argv: list[str] | None = None) -> int:
               flush=True)
         outcomes = []
         for goal in goals:
-            outcome = run_goal(goal, args.model, adapter, args.max_tokens, budgets, args.engine, args.strategy)
+            outcome = run_goal(goal, args.model, adapter, args.max_tokens, budgets, args.engine, args.strategy,
+                               args.keep_runs)
             outcomes.append(outcome)
             print(f"  {outcome.goal:18s} {'PASS' if outcome.passed else 'fail'}  {outcome.status:18s} "
                   f"steps {outcome.steps:2d}  tokens {outcome.tokens:5d}  {outcome.seconds:5.0f} s  "

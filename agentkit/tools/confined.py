@@ -154,6 +154,28 @@ def write_bytes(workspace: Path, target: Path, data: bytes) -> None:
             raise
 
 
+def similar_files(workspace: Path, name: str, limit: int = 2, scan: int = 2000) -> list[str]:
+    """Workspace files whose name is the one asked for, or close to it ('totals.txt' for 'total.txt'),
+    as workspace-relative paths; the walk follows no link and stops after `scan` entries."""
+    import difflib
+
+    wanted = Path(name).name.lower()
+    found: list[str] = []
+    seen = 0
+    for root, dirs, files in os.walk(workspace):  # followlinks=False: a link to outside is never entered
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for file in sorted(files):
+            seen += 1
+            found.append(os.path.relpath(os.path.join(root, file), workspace))
+        if seen >= scan:
+            break
+    exact = [f for f in found if Path(f).name.lower() == wanted and f != name]
+    if exact:
+        return exact[:limit]
+    close = difflib.get_close_matches(wanted, [Path(f).name.lower() for f in found], n=limit, cutoff=0.75)
+    return [f for f in found if Path(f).name.lower() in close][:limit]
+
+
 def read_head(workspace: Path, target: Path, limit: int) -> tuple[bytes, int]:
     """(the first `limit` bytes of `target`, its size in bytes), opened without following links.
     Refuses folders and anything that is not a regular file (a FIFO or a device could block)."""
@@ -162,7 +184,9 @@ def read_head(workspace: Path, target: Path, limit: int) -> tuple[bytes, int]:
         with open_parent(workspace, target, create=False) as (folder, leaf):
             fd = os.open(leaf, _READ_FLAGS, dir_fd=folder)
     except FileNotFoundError:
-        raise ToolError(f"no file {name!r} in the workspace.", fix="call list_files to see what exists.") from None
+        near = similar_files(workspace, name)
+        fix = f"did you mean {' or '.join(map(repr, near))}? Use that path." if near else "call list_files to see what exists."
+        raise ToolError(f"no file {name!r} in the workspace.", fix=fix) from None
     except IsADirectoryError:
         raise ToolError(f"{name!r} is a directory.", fix=f"call list_files with path {name!r}.") from None
     except OSError as exc:

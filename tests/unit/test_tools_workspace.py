@@ -280,3 +280,16 @@ def test_a_stale_output_that_is_a_link_is_removed_not_its_target_fake_model(tmp_
     agent.run()
     assert (workspace / "inputs" / "data.csv").read_text() == "a,b" and outside.read_text() == "KEEP"
     assert not os.path.lexists(workspace / "report.md") and not os.path.lexists(workspace / "summary.md")
+
+
+def test_a_missing_file_names_the_close_match_in_a_subfolder_never_one_outside(tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    (ws / "sales").mkdir(parents=True)
+    (ws / "sales" / "totals.txt").write_text("384")
+    (tmp_path / "total.txt").write_text("outside")  # next to the workspace: never suggested
+    os.symlink(tmp_path, ws / "link")  # a link out is not walked
+    tools = {t.name: t for t in build_tools(["read_file"], ToolContext(workspace=ws))}
+    out = invoke_tool(tools["read_file"], {"path": "total.txt"}, timeout_s=5)
+    assert not out.ok and "did you mean 'sales/totals.txt'?" in out.error and "link" not in out.error
+    out = invoke_tool(tools["read_file"], {"path": "nothing-like-it.md"}, timeout_s=5)
+    assert "call list_files" in out.error
