@@ -216,7 +216,7 @@ class Agent:
             raise
         try:
             if resume:
-                writer.truncate_to(int(state.get("step", 0)), state.get("plan") if state.get("planned_goal", -1) >= 0 else None)
+                writer.truncate_to(int(state.get("step", 0)), state)
                 writer.append({"type": "resume", "time": time.time(), "from_step": state.get("step", 0)})
                 inputs: Any = None  # continue from the checkpoint
             else:

@@ -14,156 +14,22 @@ not promoted stays registered, marked "candidate" on its card with the evaluatio
 
 from __future__ import annotations
 
-import glob
+import hashlib
 import json
-import math
 import os
 import shutil
-import statistics
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
-
+from agentkit.agents.improve_suite import load_suite, paired_gain, should_promote
 from agentkit.errors import BadInputError
 
 STAGES = ("collect", "export", "tune", "evaluate", "decide", "done")
 STATE_FILE = "state.json"
 LOG_FILE = "log.jsonl"
-
-
-# ---- the suite file ------------------------------------------------------------------------------
-class SuiteModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", protected_namespaces=())
-
-    model: str = Field(description="registry id of the base the agent runs on")
-    adapter: str | None = Field(default=None, description="the first champion's adapter (None: the base alone)")
-    engine: str = Field(default="auto", description="auto | transformers | llamacpp")
-
-
-class CollectSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    attempts: int = Field(default=3, gt=0, description="sampled runs per train goal")
-    temperature: float = Field(default=0.7, gt=0, description="sampling temperature of the attempts")
-    seed: int = Field(default=0, description="attempt a of every goal samples with seed + a")
-
-
-class EvaluateSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    attempts: int = Field(default=1, gt=0, description="runs per held-out goal and model, seeds seed..seed+n-1")
-    temperature: float = Field(default=0.0, ge=0, description="0: greedy (one attempt is then enough)")
-    seed: int = Field(default=1000)
-
-
-class PromoteSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    alias: str = Field(default="agent-default", description="the alias that names the champion")
-    min_gain_se: float = Field(default=1.0, ge=0, description="promote when the paired gain >= this many SEs")
-    min_goals: float = Field(default=1.0, ge=0, description="... and the gain, counted in goals, is at least this")
-
-
-class TuneSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    start: str = Field(default="champion", pattern="^(champion|base)$",
-                       description="champion: continue the champion's LoRA (a fresh one when it is the base)")  # fmt: skip
-    lora: dict[str, Any] = Field(default_factory=lambda: {"r": 16, "alpha": 32, "target_modules": "all-linear"})
-    train: dict[str, Any] = Field(
-        default_factory=lambda: {"epochs": 2, "learning_rate": 2e-4, "batch_size": 2, "max_length": 1024}
-    )
-
-
-class Suite(BaseModel):
-    """SUITE.yaml: goals to learn from, goals to judge by, the model, and how to tune and promote."""
-
-    model_config = ConfigDict(extra="forbid", protected_namespaces=())
-
-    name: str = Field(description="the suite's folder under $AGENTKIT_HOME/improve and its adapters' prefix")
-    model: SuiteModel
-    strategy: str = Field(default="auto", description="the agents' strategy: auto | plan | guided | free")
-    train: list[str] = Field(min_length=1, description="goal files (globs), relative to the suite file")
-    heldout: list[str] = Field(min_length=1, description="goal files (globs) never trained on")
-    indexes: dict[str, str] = Field(default_factory=dict, description="index name -> folder, built if missing")
-    collect: CollectSettings = Field(default_factory=CollectSettings)
-    evaluate: EvaluateSettings = Field(default_factory=EvaluateSettings)
-    tune: TuneSettings = Field(default_factory=TuneSettings)
-    promote: PromoteSettings = Field(default_factory=PromoteSettings)
-
-
-@dataclass
-class Goals:
-    train: list[Path]
-    heldout: list[Path]
-
-
-def load_suite(path: str | Path) -> tuple[Suite, Goals]:
-    """The suite and its goal files; refuses an empty glob, and held-out goals that are also train
-    goals (the same file, goal name or sentence), naming them."""
-    from agentkit.agents.spec import load_goal
-    from agentkit.agents.strategy import STRATEGIES
-    from agentkit.config_io import load_yaml, validate
-    from agentkit.registry.card import validate_entry_id
-
-    path = Path(path)
-    if not path.is_file():
-        raise BadInputError(f"{path}: no such suite file.", fix="see examples/improve/suite.yaml.")
-    suite = validate(Suite, load_yaml(path), path, fix="see examples/improve/suite.yaml for every field.")
-    validate_entry_id(f"{suite.name}-r1")
-    if suite.strategy not in STRATEGIES:
-        raise BadInputError(f"{path}: field 'strategy': {suite.strategy!r} is not one of {', '.join(STRATEGIES)}.",
-                            fix="pick one of them.")  # fmt: skip
-
-    def expand(field: str, patterns: list[str]) -> list[Path]:
-        files: list[Path] = []
-        for pattern in patterns:
-            found = sorted(Path(p).resolve() for p in glob.glob(str(path.parent / pattern)))
-            if not found:
-                raise BadInputError(f"{path}: field {field!r}: {pattern!r} matches no goal file.",
-                                    fix="give goal files relative to the suite file.")  # fmt: skip
-            files += [f for f in found if f not in files]
-        return files
-
-    goals = Goals(expand("train", suite.train), expand("heldout", suite.heldout))
-    specs = {f: load_goal(f)[0] for f in [*goals.train, *goals.heldout]}
-    train_keys = {key for f in goals.train for key in (f, specs[f].name, *specs[f].goals)}
-    overlap = sorted({specs[f].name for f in goals.heldout
-                      if {f, specs[f].name, *specs[f].goals} & train_keys})  # fmt: skip
-    if overlap:
-        raise BadInputError(f"{path}: held-out goal(s) {', '.join(overlap)} are also train goals.",
-                            fix="a held-out goal is never trained on: remove it from train (or from heldout).")  # fmt: skip
-    return suite, goals
-
-
-# ---- the paired decision -------------------------------------------------------------------------
-def paired_gain(champion: list[float], candidate: list[float]) -> dict[str, float]:
-    """Per-goal success rates of both models on the same goals -> mean gain, its standard error
-    (sd of the per-goal differences / sqrt n), and the gain counted in goals."""
-    if len(champion) != len(candidate) or not champion:
-        raise ValueError("paired_gain needs the same non-empty list of goals for both models")
-    diffs = [b - a for a, b in zip(champion, candidate)]
-    n = len(diffs)
-    mean = sum(diffs) / n
-    se = statistics.stdev(diffs) / math.sqrt(n) if n > 1 else 0.0
-    return {"goals": n, "champion_rate": sum(champion) / n, "candidate_rate": sum(candidate) / n, "gain": mean,
-            "se": se, "gain_goals": sum(diffs)}  # fmt: skip
-
-
-def should_promote(stats: dict[str, float], settings: PromoteSettings) -> tuple[bool, str]:
-    gain, se = stats["gain"], stats["se"]
-    if gain <= 0:
-        return False, f"no gain ({gain:+.3f})"
-    if gain < settings.min_gain_se * se:
-        return False, f"gain {gain:+.3f} < {settings.min_gain_se} x SE {se:.3f}"
-    if stats["gain_goals"] < settings.min_goals:
-        return False, f"gain of {stats['gain_goals']:.2f} goals < min_goals {settings.min_goals}"
-    return True, f"gain {gain:+.3f} >= {settings.min_gain_se} x SE {se:.3f}, {stats['gain_goals']:.2f} goals"
 
 
 # ---- state on disk -------------------------------------------------------------------------------
@@ -209,7 +75,7 @@ def _suite_lock(folder: Path) -> Iterator[None]:
 
 # ---- one run of one goal -------------------------------------------------------------------------
 def run_goal(goal_file: Path, into: Path, *, model: str, adapter: str | None, engine: str, strategy: str,
-             temperature: float, seed: int) -> dict[str, Any]:  # fmt: skip
+             temperature: float, seed: int, home: Path | None = None) -> dict[str, Any]:  # fmt: skip
     """Run a goal in a fresh copy of its seed workspace under `into`; its runs go to `into/runs`."""
     from agentkit.agents.agent import Agent
     from agentkit.agents.spec import load_goal
@@ -223,7 +89,9 @@ def run_goal(goal_file: Path, into: Path, *, model: str, adapter: str | None, en
         shutil.copytree(seed_workspace, workspace, symlinks=True)
     else:
         workspace.mkdir(parents=True)
-    options = {"seed": seed} if temperature > 0 else {}
+    options: dict[str, Any] = {"seed": seed} if temperature > 0 else {}
+    if home is not None:
+        options["home"] = str(home)  # the registry the loop tunes into, not only $AGENTKIT_HOME
     chat = ModelSpec(model=model, adapter=adapter, engine=engine, temperature=temperature, options=options)
     agent = Agent.from_spec(spec, workspace=workspace, runs_dir=into / "runs", goal_file=goal_file, model=chat,
                             **({} if strategy == "auto" and spec.strategy != "auto" else {"strategy": strategy}))  # fmt: skip
@@ -245,6 +113,7 @@ class Improver:
         self.suite, self.goals = load_suite(self.suite_file)
         self.registry = Registry(home)
         self.folder = self.registry.root / "improve" / self.suite.name
+        self.suite_sha256 = hashlib.sha256(self.suite_file.read_bytes()).hexdigest()
         self.say = say
 
     # state.json: {"round": k, "stage": s, "champion": id|None, "candidate": id, ...}
@@ -257,8 +126,7 @@ class Improver:
 
     def champion(self) -> str | None:
         """The adapter the champion runs with (None: the base alone)."""
-        aliases = self.registry.aliases()
-        target = aliases.get(self.suite.promote.alias, {}).get("target") if self.suite.promote.alias in aliases else None
+        target = self.registry.aliases().get(self.suite.promote.alias, {}).get("target")
         if target is None:
             return self.suite.model.adapter
         return None if target == self.suite.model.model else target
@@ -269,12 +137,18 @@ class Improver:
             self._check_models()
             self._ensure_indexes()
             state = self._state()
+            if state and state.get("stage") != "done" and state.get("suite_sha256") not in (None, self.suite_sha256):
+                raise BadInputError(
+                    f"{self.suite_file} changed since round {state['round']} started (it is at stage {state['stage']}).",
+                    fix=f"restore the file to resume that round, or remove {self.folder} to start the suite over.",
+                )
             while True:
                 if not state or state.get("stage") == "done":
                     done = int(state.get("round", 0)) if state else 0
                     if done >= rounds:
                         break
-                    state = {"round": done + 1, "stage": "collect", "champion": self.champion()}
+                    state = {"round": done + 1, "stage": "collect", "champion": self.champion(),
+                             "suite_sha256": self.suite_sha256}  # fmt: skip
                     self._save(state)
                     self.say(f"round {state['round']}: champion {state['champion'] or self.suite.model.model}")
                 self._advance(state)
@@ -282,6 +156,13 @@ class Improver:
 
     def _check_models(self) -> None:
         card = self.registry.card(self.suite.model.model)
+        champion = self.champion()
+        if champion is not None and self.registry.card(champion).base != card.id:
+            raise BadInputError(
+                f"alias {self.suite.promote.alias!r} points at {champion!r}, an adapter of "
+                f"{self.registry.card(champion).base!r}, not of {card.id!r}.",
+                fix="give this suite its own promote.alias (one per base model).",
+            )
         if self.suite.model.adapter:
             adapter = self.registry.card(self.suite.model.adapter)
             if adapter.base != card.id:
@@ -327,7 +208,7 @@ class Improver:
                 row = run_goal(goal_file, folder / "collect" / goal_file.stem / str(attempt),
                                model=self.suite.model.model, adapter=state["champion"], engine=self.suite.model.engine,
                                strategy=self.suite.strategy, temperature=settings.temperature,
-                               seed=settings.seed + attempt)  # fmt: skip
+                               seed=settings.seed + attempt, home=self.registry.root)  # fmt: skip
                 _append_line(log, {"goal_file": str(goal_file), "attempt": attempt, **row})
                 self.say(f"  collect {row['goal']} #{attempt}: {row['status']} ({row['steps']} steps, {row['seconds']}s)")
 
@@ -340,10 +221,18 @@ class Improver:
         wins = sum(1 for r in rows if r["ok"])
         state["collect"] = {"runs": len(rows), "succeeded": wins, "goals_succeeded": len({r["goal"] for r in rows if r["ok"]})}
         if not wins:
+            aside = folder / f"collect-failed-{int(time.time())}"
+            aside.mkdir()
+            for item in ("collect.jsonl", "collect"):
+                if (folder / item).exists():
+                    os.replace(folder / item, aside / item)
+            state["stage"] = "collect"  # a later call collects again (with the suite as it is then)
+            state.pop("suite_sha256", None)
+            self._save(state)
             raise BadInputError(
                 f"round {state['round']}: none of the {len(rows)} train runs succeeded, so there is nothing to learn "
-                "from; nothing was tuned.",
-                fix="use easier train goals, more collect.attempts, or a higher collect.temperature.",
+                f"from; nothing was tuned (the runs are kept in {aside}).",
+                fix="use easier train goals, more collect.attempts, or a higher collect.temperature, then run again.",
             )
         sft: list[dict[str, Any]] = []
         seen: set[str] = set()
@@ -370,7 +259,15 @@ class Improver:
 
         candidate = f"{self.suite.name}-r{state['round']}"
         state["candidate"] = candidate
+        data_sha256 = hashlib.sha256((folder / "sft.jsonl").read_bytes()).hexdigest()
         if candidate in self.registry:  # tuned and registered before a kill
+            tuned_on = self.registry.card(candidate).lineage.get("data_sha256")
+            if tuned_on != data_sha256:
+                raise BadInputError(
+                    f"{candidate!r} is already registered, tuned on other data than round {state['round']}'s "
+                    f"({folder / 'sft.jsonl'}).",
+                    fix=f"`agentkit models rm {candidate}` (it is not this round's), or rename the suite.",
+                )
             self.say(f"  tune: {candidate} already registered")
         else:
             lora = dict(self.suite.tune.lora)
@@ -387,7 +284,8 @@ class Improver:
             train(config, registry=self.registry, resume=(self.registry.root / "runs" / candidate).is_dir())
         metrics = self.registry.card(candidate).metrics
         state["tune"] = {k: metrics.get(k) for k in ("train_loss_first", "train_loss_last", "steps", "train_seconds")}
-        self.registry.mark_candidate(candidate)
+        if self.registry.card(candidate).stage is None:  # marked once: a kill before decide leaves a candidate
+            self.registry.mark_candidate(candidate)
 
     # -- evaluate: champion and candidate on the held-out goals, same seeds ----------------------
     def _evaluate(self, state: dict[str, Any], folder: Path) -> None:
@@ -403,7 +301,7 @@ class Improver:
                     row = run_goal(goal_file, folder / "evaluate" / who / goal_file.stem / str(attempt),
                                    model=self.suite.model.model, adapter=adapter, engine=self.suite.model.engine,
                                    strategy=self.suite.strategy, temperature=settings.temperature,
-                                   seed=settings.seed + attempt)  # fmt: skip
+                                   seed=settings.seed + attempt, home=self.registry.root)  # fmt: skip
                     _append_line(log, {"who": who, "goal_file": str(goal_file), "attempt": attempt, **row})
                     self.say(f"  evaluate {who} {row['goal']} #{attempt}: {row['status']}")
 
@@ -417,20 +315,26 @@ class Improver:
                   "champion": state["champion"] or self.suite.model.model, "candidate": state["candidate"],
                   **{k: round(v, 4) for k, v in stats.items()}, "reason": why,
                   "champion_eval": summary["champion"], "candidate_eval": summary["candidate"]}  # fmt: skip
-        _write_json(folder / "decision.json", {**record, "promoted": promote})
-        if promote:
-            self.registry.promote(state["candidate"], self.suite.promote.alias,
-                                  evaluation={k: v for k, v in record.items() if k != "champion_eval"},
-                                  beat={"id": record["champion"], **summary["champion"]})  # fmt: skip
-        else:
-            self.registry.mark_candidate(state["candidate"], evaluation={**record, "promoted": False})
+        decision = folder / "decision.json"
+        recorded = json.loads(decision.read_text(encoding="utf-8")) if decision.is_file() else {}
+        if not recorded.get("registered"):  # a kill after the registry change must not make it twice
+            _write_json(decision, {**record, "promoted": promote, "registered": False})
+            serving = self.registry.aliases().get(self.suite.promote.alias, {}).get("target")
+            if promote and serving != state["candidate"]:
+                self.registry.promote(state["candidate"], self.suite.promote.alias,
+                                      evaluation={k: v for k, v in record.items() if k != "champion_eval"},
+                                      beat={"id": record["champion"], **summary["champion"]})  # fmt: skip
+            elif not promote:
+                self.registry.mark_candidate(state["candidate"], evaluation={**record, "promoted": False})
+            _write_json(decision, {**record, "promoted": promote, "registered": True})
         row = {"round": state["round"], "champion": record["champion"], "candidate": state["candidate"],
                "train_runs": state.get("collect", {}).get("runs"), "train_succeeded": state.get("collect", {}).get("succeeded"),
                **state.get("data", {}), **state.get("tune", {}),
                "heldout_before": round(stats["champion_rate"], 4), "heldout_after": round(stats["candidate_rate"], 4),
                "gain": round(stats["gain"], 4), "se": round(stats["se"], 4), "promoted": promote, "reason": why,
                "time": time.time()}  # fmt: skip
-        _append_line(self.folder / LOG_FILE, row)
+        if not any(r.get("round") == state["round"] for r in _read_lines(self.folder / LOG_FILE)):
+            _append_line(self.folder / LOG_FILE, row)  # once, even when a kill repeats this stage
         self.say(f"round {state['round']}: held-out {stats['champion_rate']:.2f} -> {stats['candidate_rate']:.2f} "
                  f"(gain {stats['gain']:+.3f} +- {stats['se']:.3f}); {'PROMOTED' if promote else 'not promoted'}: {why}")  # fmt: skip
 

@@ -119,14 +119,22 @@ class TraceWriter:
             handle.flush()
             os.fsync(handle.fileno())
 
-    def truncate_to(self, steps: int, plan: list[dict[str, Any]] | None = None) -> None:
+    def truncate_to(self, steps: int, state: dict[str, Any] | None = None) -> None:
         """Keep start/resume records and steps 1..`steps` (the checkpointed ones), drop the end record:
         a resumed run redoes a step that ran after its last checkpoint, and must not log it twice.
-        Plans made before step `steps` stay; one made after it stays only if it is the checkpointed
-        `plan` (else the resumed run makes it again)."""
+        Plans made before step `steps` stay; one made after it stays only if it is the plan in the
+        checkpointed `state` (the same goal and steps, no re-plan pending) — else the resumed run
+        makes it again."""
+        state = state or {}
         records = list(read_trace(self.path))
+
+        def checkpointed(r: dict[str, Any]) -> bool:
+            return (not state.get("replan_reason") and r.get("goal_index") == state.get("planned_goal")
+                    and r.get("steps") == state.get("plan")
+                    and r.get("replan", 0) in (0, state.get("replans", 0)))  # fmt: skip
+
         last_plan = max((i for i, r in enumerate(records) if r["type"] == "plan" and r.get("after_step") == steps
-                         and r.get("steps") == plan), default=None)  # fmt: skip
+                         and checkpointed(r)), default=None)  # fmt: skip
         kept = [
             r for i, r in enumerate(records)
             if r["type"] in ("start", "resume") or (r["type"] == "step" and r["step"] <= steps)

@@ -161,13 +161,11 @@ def similar_files(workspace: Path, name: str, limit: int = 2, scan: int = 2000) 
 
     wanted = Path(name).name.lower()
     found: list[str] = []
-    seen = 0
     for root, dirs, files in os.walk(workspace):  # followlinks=False: a link to outside is never entered
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        for file in sorted(files):
-            seen += 1
-            found.append(os.path.relpath(os.path.join(root, file), workspace))
-        if seen >= scan:
+        room = scan - len(found)
+        found += [os.path.relpath(os.path.join(root, f), workspace) for f in sorted(files) if not f.startswith(".")][:room]
+        if len(found) >= scan:
             break
     exact = [f for f in found if Path(f).name.lower() == wanted and f != name]
     if exact:

@@ -19,7 +19,7 @@ import yaml
 from agentkit.errors import BadInputError
 from agentkit.registry import Registry
 
-pytestmark = pytest.mark.usefixtures("registry")
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("registry")]
 
 WRITE = {"name": "w_{n}", "goals": ["Write the word {word} to {n}.txt."], "tools": ["read_file", "write_file"],
          "budgets": {"max_steps": 2}, "workspace": "ws_{n}", "outputs": ["{n}.txt"],
@@ -78,6 +78,7 @@ def test_improve_round_killed_at_tune_resumes_there_and_decides(tmp_path: Path) 
         assert proc.poll() is None, proc.stdout.read().decode()
         os.killpg(proc.pid, signal.SIGKILL)  # killed during the tune stage
         proc.wait()
+        assert json.loads(state_file.read_text())["stage"] == "tune"  # a 4-step tune outlasts the poll
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
@@ -128,6 +129,24 @@ def test_improve_with_no_successful_train_run_stops_and_tunes_nothing(tmp_path: 
     with pytest.raises(BadInputError, match="none of the 1 train runs succeeded.*nothing was tuned"):
         Improver(suite).run()
     assert f"{name}-r1" not in Registry.default()
+    # the round goes back to collect, the failed runs kept aside: a later call collects again
+    folder = Registry.default().root / "improve" / name
+    assert json.loads((folder / "state.json").read_text())["stage"] == "collect"
+    assert not (folder / "round-1" / "collect.jsonl").exists()
+    assert len(list((folder / "round-1").glob("collect-failed-*/collect.jsonl"))) == 1
+
+
+def test_improve_refuses_to_resume_a_round_after_the_suite_changed(tmp_path: Path) -> None:
+    from agentkit.agents.improve import Improver
+
+    name = f"edit{os.getpid()}"
+    suite = _suite(tmp_path, name, train=["alpha"], heldout=["gamma"])
+    folder = Registry.default().root / "improve" / name
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "state.json").write_text(json.dumps({"round": 1, "stage": "evaluate", "champion": None,
+                                                   "suite_sha256": "0" * 64}))  # fmt: skip
+    with pytest.raises(BadInputError, match="changed since round 1 started"):
+        Improver(suite).run()
 
 
 def test_improve_cli_refuses_overlapping_goals_in_one_line(tmp_path: Path) -> None:

@@ -223,3 +223,32 @@ def test_unknown_strategy_names_the_choices(workspace: Path) -> None:
 
     with pytest.raises(BadInputError, match="auto, plan, guided, free"):
         Agent(model=ScriptedChatModel(), goals=["x"], workspace=workspace, strategy="smart")
+
+
+def test_truncate_keeps_a_plan_after_the_last_step_only_if_it_is_the_checkpointed_one(tmp_path: Path) -> None:
+    from agentkit.agents.trace import TraceWriter
+
+    steps_a = [{"intent": "read", "tool": "read_file"}]
+    steps_b = [{"intent": "list", "tool": "list_files"}]
+    records = [
+        {"type": "start"},
+        {"type": "plan", "goal_index": 0, "steps": steps_a, "replan": 0, "after_step": 0},
+        {"type": "step", "step": 1},
+        {"type": "plan", "goal_index": 0, "steps": steps_b, "replan": 1, "after_step": 1},  # made after step 1
+        {"type": "step", "step": 2},  # not checkpointed
+        {"type": "end"},
+    ]
+
+    def truncated(state: dict) -> list[dict]:
+        path = tmp_path / "trace.jsonl"
+        path.write_text("".join(json.dumps(r) + "\n" for r in records))
+        TraceWriter(path).truncate_to(1, state)
+        return [r for r in read_trace(path) if r["type"] == "plan"]
+
+    saved = {"plan": steps_b, "planned_goal": 0, "replans": 1, "replan_reason": None}
+    assert [p["steps"] for p in truncated(saved)] == [steps_a, steps_b]
+    # the checkpoint still has the re-plan pending: the resumed run re-plans, so the record goes
+    pending = {"plan": steps_a, "planned_goal": 0, "replans": 0, "replan_reason": "read failed"}
+    assert [p["steps"] for p in truncated(pending)] == [steps_a]
+    # the same steps, but the checkpoint counts no re-plan yet
+    assert [p["steps"] for p in truncated({**saved, "replans": 0, "plan": steps_b})] == [steps_a]

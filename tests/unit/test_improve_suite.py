@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from agentkit.agents.improve import PromoteSettings, load_suite, paired_gain, should_promote
+from agentkit.agents.improve_suite import PromoteSettings, load_suite, paired_gain, should_promote
 from agentkit.errors import BadInputError
 
 
@@ -82,6 +82,10 @@ def test_the_same_sentence_under_another_name_is_overlap_too(tmp_path: Path) -> 
         ({"rounds": 3}, "rounds"),
         ({"collect": {"attempts": 0}}, "collect.attempts"),
         ({"strategy": "smart"}, "'strategy'"),
+        ({"tune": {"lora": {"rank": 8}}}, "tune.lora"),
+        ({"tune": {"lora": {"init_adapter": "x"}}}, "init_adapter is set by the loop"),
+        ({"tune": {"train": {"learning_rat": 0.1}}}, "tune.train"),
+        ({"model": {"model": "smollm2-135m-instruct", "engine": "vllm"}}, "model.engine"),
     ],
 )
 def test_bad_suites_are_refused_in_one_line(tmp_path: Path, fields: dict, needle: str) -> None:
