@@ -16,6 +16,7 @@ from agentkit.cli import (
     models_cmd,
     run_cmd,
     runs_cmd,
+    serve_cmd,
     tune_cmd,
 )
 
@@ -35,6 +36,7 @@ app.command("ask")(ask_cmd.ask)
 app.command("run")(run_cmd.run)
 app.add_typer(runs_cmd.app, name="runs")
 app.command("improve")(improve_cmd.improve)
+app.command("serve")(serve_cmd.serve)
 
 
 def main(argv: list[str] | None = None) -> int:
