@@ -1,5 +1,6 @@
 """`create_app(settings)`: the FastAPI app. Wiring only: the key check, the body limit, OpenAI-shaped
-errors for every failure, and one route per endpoint calling chat.py / embeddings.py / catalog.py."""
+errors for every failure, and one route per endpoint calling chat.py / embeddings.py / catalog.py
+(fine-tuning's files and jobs: jobs_routes.py)."""
 
 from __future__ import annotations
 
@@ -21,26 +22,35 @@ from agentkit.server.catalog import list_chat_models
 from agentkit.server.chat import ChatModelFactory, ChatService, local_chat_model
 from agentkit.server.embeddings import embed
 from agentkit.server.errors import ApiError, bad_request, from_exception, model_not_found
+from agentkit.server.jobs import FineTuning
+from agentkit.server.jobs_routes import fine_tuning_routes
+from agentkit.server.jobs_runner import WorkerCommand
 from agentkit.server.settings import ServeSettings
 
 
-def create_app(settings: ServeSettings | None = None, *, chat_model: ChatModelFactory | None = None) -> FastAPI:
-    """The server for `settings`; `chat_model` replaces LocalChatModel (tests pass a fake)."""
+def create_app(settings: ServeSettings | None = None, *, chat_model: ChatModelFactory | None = None,
+               job_worker: WorkerCommand | None = None) -> FastAPI:  # fmt: skip
+    """The server for `settings`; `chat_model` replaces LocalChatModel and `job_worker` the
+    `agentkit tune` process of a fine-tuning job (tests pass fakes)."""
     settings = settings or ServeSettings()
     registry = Registry(settings.home)
+    tuning = FineTuning(settings, registry, job_worker)
     # One thread per admitted generation: the gate in ChatService admits no more than the pool holds.
     pool = ThreadPoolExecutor(settings.max_concurrent_generations, thread_name_prefix="agentkit-generate")
     chat = ChatService(settings, registry, pool, chat_model or local_chat_model(settings))
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await asyncio.to_thread(tuning.start)  # queued jobs run; a job whose worker died is failed
         yield
+        await asyncio.to_thread(tuning.stop)
         pool.shutdown(wait=False, cancel_futures=True)
 
     # No /docs: its page loads scripts from a CDN, and the API is OpenAI's, documented there.
     app = FastAPI(title="agentkit", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.settings = settings
     app.state.chat = chat
+    app.state.fine_tuning = tuning
     _install_error_handlers(app)
 
     async def require_key(request: Request) -> None:
@@ -107,6 +117,7 @@ def create_app(settings: ServeSettings | None = None, *, chat_model: ChatModelFa
         except Exception as exc:  # noqa: BLE001 - an engine failure becomes an OpenAI-shaped reply
             raise from_exception(exc, failed="The embedding model") from None
 
+    app.include_router(fine_tuning_routes(tuning, read_json, keyed))  # /v1/files, /v1/fine_tuning/jobs
     return app
 
 

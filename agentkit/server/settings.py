@@ -33,6 +33,10 @@ class ServeSettings(BaseModel):
         default=None, gt=0, description="seconds one generation may take; then it ends with finish_reason 'length'"
     )
     max_embedding_inputs: int = Field(default=2048, gt=0, description="texts per /v1/embeddings request")
+    max_upload_bytes: int = Field(default=512 << 20, gt=0, description="POST /v1/files bodies above this get 413")
+    fine_tune_max_steps: int | None = Field(
+        default=None, gt=0, description="cap on every fine-tuning job's steps (train.max_steps); None: its epochs decide"
+    )
 
     @model_validator(mode="after")
     def _default_within_cap(self) -> ServeSettings:
