@@ -1,8 +1,12 @@
 """Reading a user's files: text that must be UTF-8, YAML that must parse, data that must fit a pydantic
-model. Every failure is one BadInputError that names the file (and line:column where known)."""
+model. Every failure is one BadInputError that names the file (and line:column where known). And
+`write_jsonl_atomic`, the one way rows are written (temp file, fsync, rename)."""
 
 from __future__ import annotations
 
+import json
+import os
+import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -89,3 +93,17 @@ def validate(model: type[M], data: Any, path: str | Path, *, fix: str) -> M:
         return model.model_validate(data)
     except ValidationError as exc:
         raise BadInputError(f"{path}: {validation_line(exc)}.", fix=fix) from None
+
+
+def write_jsonl_atomic(path: Path, records: list[dict[str, Any]]) -> None:
+    """Write next to `path`, fsync, then rename over it: a crash leaves no half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8") as handle:
+            handle.writelines(json.dumps(record, ensure_ascii=False) + "\n" for record in records)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

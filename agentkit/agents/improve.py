@@ -25,7 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from agentkit.agents.improve_suite import load_suite, paired_gain, should_promote
+from agentkit.config_io import write_jsonl_atomic
 from agentkit.errors import BadInputError
+from agentkit.registry.store import write_json_atomic
 
 STAGES = ("collect", "export", "tune", "evaluate", "decide", "done")
 STATE_FILE = "state.json"
@@ -33,12 +35,6 @@ LOG_FILE = "log.jsonl"
 
 
 # ---- state on disk -------------------------------------------------------------------------------
-def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=1, ensure_ascii=False, default=str), encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def _append_line(path: Path, row: dict[str, Any]) -> None:
     with path.open("a", encoding="utf-8") as handle:
         handle.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
@@ -122,7 +118,7 @@ class Improver:
         return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
 
     def _save(self, state: dict[str, Any]) -> None:
-        _write_json(self.folder / STATE_FILE, state)
+        write_json_atomic(self.folder / STATE_FILE, state)
 
     def champion(self) -> str | None:
         """The adapter the champion runs with (None: the base alone)."""
@@ -247,8 +243,8 @@ class Improver:
         # DPO pairs need runs of the same goal side by side: one store per goal
         for goal_dir in sorted((folder / "collect").glob("*")):
             dpo += list(dpo_pairs(_MultiStore(sorted(goal_dir.glob("*/runs")))))
-        _write_lines(folder / "sft.jsonl", sft)
-        _write_lines(folder / "dpo.jsonl", dpo)
+        write_jsonl_atomic(folder / "sft.jsonl", sft)
+        write_jsonl_atomic(folder / "dpo.jsonl", dpo)
         state["data"] = {"sft_rows": len(sft), "dpo_pairs": len(dpo)}
         self.say(f"  export: {wins}/{len(rows)} runs succeeded; {len(sft)} SFT rows, {len(dpo)} DPO pairs")
 
@@ -318,7 +314,7 @@ class Improver:
         decision = folder / "decision.json"
         recorded = json.loads(decision.read_text(encoding="utf-8")) if decision.is_file() else {}
         if not recorded.get("registered"):  # a kill after the registry change must not make it twice
-            _write_json(decision, {**record, "promoted": promote, "registered": False})
+            write_json_atomic(decision, {**record, "promoted": promote, "registered": False})
             serving = self.registry.aliases().get(self.suite.promote.alias, {}).get("target")
             if promote and serving != state["candidate"]:
                 self.registry.promote(state["candidate"], self.suite.promote.alias,
@@ -326,7 +322,7 @@ class Improver:
                                       beat={"id": record["champion"], **summary["champion"]})  # fmt: skip
             elif not promote:
                 self.registry.mark_candidate(state["candidate"], evaluation={**record, "promoted": False})
-            _write_json(decision, {**record, "promoted": promote, "registered": True})
+            write_json_atomic(decision, {**record, "promoted": promote, "registered": True})
         row = {"round": state["round"], "champion": record["champion"], "candidate": state["candidate"],
                "train_runs": state.get("collect", {}).get("runs"), "train_succeeded": state.get("collect", {}).get("succeeded"),
                **state.get("data", {}), **state.get("tune", {}),
@@ -373,9 +369,3 @@ class _MultiStore:
 
     def records(self, key: tuple[int, str]) -> list[dict[str, Any]]:
         return self.stores[key[0]].records(key[1])
-
-
-def _write_lines(path: Path, rows: list[dict[str, Any]]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-    os.replace(tmp, path)

@@ -4,14 +4,12 @@ classification adapter (or a fully fine-tuned classifier) from the registry."""
 from __future__ import annotations
 
 import json
-import os
-import uuid
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from agentkit.config_io import read_text
+from agentkit.config_io import read_text, write_jsonl_atomic
 from agentkit.errors import BadInputError
 
 TABLE_SUFFIXES = (".tsv", ".csv", ".jsonl", ".json")
@@ -76,20 +74,6 @@ def read_texts(path: Path, text_column: str | None = None) -> list[tuple[dict[st
             info["id"] = record["id"]
         rows.append((info, text))
     return rows
-
-
-def write_jsonl_atomic(path: Path, records: list[dict[str, Any]]) -> None:
-    """Write next to `path`, fsync, then rename over it: a crash leaves no half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as handle:
-            handle.writelines(json.dumps(record, ensure_ascii=False) + "\n" for record in records)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def classify(
