@@ -21,6 +21,11 @@ $(VENV)/.installed: pyproject.toml
 	command -v bwrap >/dev/null || (apt-get install -y -q bubblewrap || (apt-get update -q && \
 		apt-get install -y -q bubblewrap)) >/dev/null 2>&1 || \
 		echo "warning: bubblewrap (bwrap) is missing, so the python tool will refuse to run: apt-get install bubblewrap"
+# The dashboard's browser tests drive Debian's chromium through playwright (its own browser
+# downloads cannot be fetched offline); without it they are skipped, and in CI they fail.
+	command -v chromium >/dev/null || (apt-get install -y -q chromium || (apt-get update -q && \
+		apt-get install -y -q chromium)) >/dev/null 2>&1 || \
+		echo "warning: chromium is missing, so the dashboard's browser tests will be skipped: apt-get install chromium"
 	touch $@
 
 install: $(VENV)/.installed

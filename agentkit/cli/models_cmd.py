@@ -4,6 +4,7 @@ the registry from the command line."""
 from __future__ import annotations
 
 import json
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -179,15 +180,43 @@ def import_model(
     typer.echo(f"imported {path} as {card.id} ({card.task.value}, {len(card.weights)} weight file(s))")
 
 
+class ExportFor(str, Enum):
+    """Who reads an exported adapter folder."""
+
+    PEFT = "peft"  # plain peft.PeftModel.from_pretrained
+    VLLM = "vllm"  # vllm serve BASE --enable-lora --lora-modules NAME=DIR
+
+
 @app.command("export")
 def export(
     adapter: Annotated[str, typer.Argument(help="Registry id of an adapter.")],
     target: Annotated[Path, typer.Argument(help="A new or empty folder.")],
+    export_for: Annotated[
+        ExportFor,
+        typer.Option("--for", help="peft: a folder plain PEFT loads. vllm: a LoRA folder `vllm serve` loads, "
+                     "and the command that serves it."),  # fmt: skip
+    ] = ExportFor.PEFT,
 ) -> None:
-    """Write an adapter as a folder that plain `peft.PeftModel.from_pretrained` loads."""
-    from agentkit.registry.adapters import export_adapter
+    """Write an adapter as a folder that plain `peft.PeftModel.from_pretrained` loads (--for vllm: that
+    `vllm serve --enable-lora --lora-modules` loads; LoRA adapters only)."""
+    if export_for is ExportFor.PEFT:
+        from agentkit.registry.adapters import export_adapter
 
-    typer.echo(f"exported {adapter} to {export_adapter(_registry(), adapter, target)}")
+        typer.echo(f"exported {adapter} to {export_adapter(_registry(), adapter, target)}")
+        return
+    from agentkit.registry.vllm_export import export_vllm
+
+    done = export_vllm(_registry(), adapter, target)
+    url, name = "http://HOST:8000/v1", done.name
+    typer.echo(f"exported {adapter} for vLLM to {done.target} (LoRA r={done.rank})")
+    typer.echo(f"base {done.base}: {done.base_path}")
+    typer.echo("serve it (copy both folders to the serving machine and change the paths to match):")
+    typer.echo(f"  {done.command_line()}")
+    typer.echo(f"call it as model {name!r} (api_key: vLLM's --api-key, or any text when it has none):")
+    typer.echo(f'  OpenAI(base_url="{url}", api_key=...).chat.completions.create(model="{name}", messages=[...])')
+    typer.echo(f"  goal.yaml: model: {{provider: openai, base_url: {url}, model: {name}}}  (key in $OPENAI_API_KEY)")
+    for note in done.notes:
+        typer.echo(f"note: {note}")
 
 
 @app.command("merge")

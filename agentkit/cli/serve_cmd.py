@@ -20,8 +20,17 @@ def serve(
         int, typer.Option("--max-concurrent", min=1, help="Generations in flight; one more gets 429.")
     ] = 8,
     max_tokens: Annotated[int, typer.Option("--max-tokens", min=1, help="Cap on a request's max_tokens.")] = 2048,
+    runs_dir: Annotated[
+        str | None,
+        typer.Option("--runs-dir", envvar="AGENTKIT_RUNS", help="The agent runs the dashboard shows (default ./runs)."),
+    ] = None,
+    fine_tune_max_steps: Annotated[
+        int | None,
+        typer.Option("--fine-tune-max-steps", min=1, help="Cap on the steps of every fine-tuning job (default: none)."),
+    ] = None,
 ) -> None:
-    """Serve registry models over the OpenAI API: /v1/chat/completions, /v1/models, /v1/embeddings."""
+    """Serve registry models over the OpenAI API (/v1/chat/completions, /v1/models, /v1/embeddings, files and
+    fine-tuning jobs), and the dashboard at /."""
     from rich.console import Console
 
     from agentkit.server import ServeSettings, run
@@ -29,11 +38,13 @@ def serve(
     settings = ServeSettings(
         host=host, port=port, api_key=api_key or None, engine=engine, max_concurrent_generations=max_concurrent,
         max_tokens=max_tokens, default_max_tokens=min(max_tokens, ServeSettings().default_max_tokens),
+        runs_dir=runs_dir, fine_tune_max_steps=fine_tune_max_steps,
     )
     console = Console(stderr=True)
     if not settings.loopback_only and settings.api_key is None:
         console.print(f"[yellow]warning:[/yellow] serving on {host} without an API key: anyone who can reach "
                       "this port can run your models. Set AGENTKIT_API_KEY.")  # fmt: skip
     locked = "API key required" if settings.api_key else "no API key"
-    console.print(f"agentkit serve: http://{host}:{port}/v1 ({locked}); Ctrl-C to stop")
+    console.print(f"agentkit serve: http://{host}:{port}/v1 ({locked}), dashboard at http://{host}:{port}/; "
+                  "Ctrl-C to stop", soft_wrap=True)  # fmt: skip (the addresses stay whole, to be copied)
     run(settings)

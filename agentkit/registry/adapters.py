@@ -1,17 +1,22 @@
-"""Adapter artifacts out of the registry: `export` (a folder plain PEFT loads) and `merge` (a LoRA
-folded into its base, registered as a new base entry)."""
+"""Adapter artifacts out of the registry: `export` (a folder plain PEFT loads; for vLLM see
+vllm_export.py) and `merge` (a LoRA folded into its base, registered as a new base entry)."""
 
 from __future__ import annotations
 
 import os
 import shutil
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from agentkit.errors import BadInputError
 from agentkit.registry.card import CARD_FILE, EntryKind, ModelCard, ModelTask, SourceInfo
 from agentkit.registry.store import Registry
+
+ADAPTER_CONFIG = "adapter_config.json"
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+EXPORTED_CARD = "agentkit_card.json"  # the registry card, so lineage travels along
 
 
 def _adapter_card(registry: Registry, adapter: str) -> ModelCard:
@@ -21,19 +26,37 @@ def _adapter_card(registry: Registry, adapter: str) -> ModelCard:
     return card
 
 
-def export_adapter(registry: Registry, adapter: str, target: Path) -> Path:
-    """Copy the adapter (PEFT files, tokenizer, chat template) to `target`, all or nothing."""
-    _adapter_card(registry, adapter)
+def publish(target: Path, write: Callable[[Path], None]) -> Path:
+    """Fill a staging folder beside `target` with `write(stage)`, then rename it to `target`: all or
+    nothing. `target` must be new or empty."""
     target = Path(target).resolve()
+    if target.exists() and not target.is_dir():
+        raise BadInputError(f"{target} is a file, not a folder.", fix="pass a new or empty folder.")
     if target.exists() and any(target.iterdir()):
         raise BadInputError(f"{target} exists and is not empty.", fix="pass a new or empty folder.")
     staging = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
-    shutil.copytree(registry.entry_dir(adapter), staging, ignore=shutil.ignore_patterns(CARD_FILE))
-    shutil.copy2(registry.entry_dir(adapter) / CARD_FILE, staging / "agentkit_card.json")  # lineage travels along
-    if target.exists():
-        target.rmdir()
-    os.rename(staging, target)
+    try:
+        staging.mkdir(parents=True)
+        write(staging)
+        if target.exists():
+            target.rmdir()
+        os.rename(staging, target)
+    finally:
+        if staging.exists():  # write failed: leave nothing half-written behind
+            shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+def export_adapter(registry: Registry, adapter: str, target: Path) -> Path:
+    """Copy the adapter (PEFT files, tokenizer, chat template) to `target`, all or nothing."""
+    _adapter_card(registry, adapter)
+    source = registry.entry_dir(adapter)
+
+    def write(stage: Path) -> None:
+        shutil.copytree(source, stage, ignore=shutil.ignore_patterns(CARD_FILE), dirs_exist_ok=True)
+        shutil.copy2(source / CARD_FILE, stage / EXPORTED_CARD)
+
+    return publish(target, write)
 
 
 def merge_adapter(registry: Registry, adapter: str, output: str) -> ModelCard:

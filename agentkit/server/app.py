@@ -20,6 +20,7 @@ from agentkit.registry import Registry
 from agentkit.server import schemas
 from agentkit.server.catalog import list_chat_models
 from agentkit.server.chat import ChatModelFactory, ChatService, local_chat_model
+from agentkit.server.dashboard import COOKIE, dashboard_routes
 from agentkit.server.embeddings import embed
 from agentkit.server.errors import ApiError, bad_request, from_exception, model_not_found
 from agentkit.server.jobs import FineTuning
@@ -57,6 +58,8 @@ def create_app(settings: ServeSettings | None = None, *, chat_model: ChatModelFa
         if settings.api_key is None:
             return
         scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        if not given and request.cookies.get(COOKIE):  # the dashboard, signed in at /login
+            scheme, given = "bearer", request.cookies[COOKIE]
         if scheme.lower() != "bearer" or not given:
             raise ApiError(401, "Missing API key. Fix: send the header `Authorization: Bearer KEY` (the key "
                            "`agentkit serve` was started with).", code="invalid_api_key")  # fmt: skip
@@ -118,7 +121,27 @@ def create_app(settings: ServeSettings | None = None, *, chat_model: ChatModelFa
             raise from_exception(exc, failed="The embedding model") from None
 
     app.include_router(fine_tuning_routes(tuning, read_json, keyed))  # /v1/files, /v1/fine_tuning/jobs
+    app.include_router(dashboard_routes(settings, registry, tuning))  # /, /jobs, /runs, /indexes, /playground
+    _refuse_other_origins(app)
     return app
+
+
+def _refuse_other_origins(app: FastAPI) -> None:
+    """A page of another site may not drive this server from a visitor's browser: a request that
+    changes something (POST, DELETE) and names another origin gets 403. Browsers send `Origin` on
+    such requests; the openai client and curl send none and are not affected."""
+
+    @app.middleware("http")
+    async def same_origin(request: Request, call_next: Any) -> Any:
+        origin = request.headers.get("origin")
+        if request.method not in ("GET", "HEAD", "OPTIONS") and origin is not None:
+            host = request.headers.get("host", "")
+            if origin == "null" or origin.split("://", 1)[-1].rstrip("/") != host:
+                error = ApiError(403, f"Requests from {origin} may not use this server: only its own pages may. "
+                                 "Fix: call it from a program (no Origin header) or from its dashboard.",
+                                 code="cross_origin")  # fmt: skip
+                return JSONResponse(error.body(), status_code=403)
+        return await call_next(request)
 
 
 def _too_large(size: int, limit: int) -> ApiError:

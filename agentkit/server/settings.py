@@ -34,6 +34,9 @@ class ServeSettings(BaseModel):
     )
     max_embedding_inputs: int = Field(default=2048, gt=0, description="texts per /v1/embeddings request")
     max_upload_bytes: int = Field(default=512 << 20, gt=0, description="POST /v1/files bodies above this get 413")
+    runs_dir: str | None = Field(
+        default=None, description="the agent runs the dashboard shows; default $AGENTKIT_RUNS, else ./runs"
+    )
     fine_tune_max_steps: int | None = Field(
         default=None, gt=0, description="cap on every fine-tuning job's steps (train.max_steps); None: its epochs decide"
     )

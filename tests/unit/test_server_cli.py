@@ -51,6 +51,13 @@ def test_limits_and_engine_reach_the_settings(started: list[ServeSettings]) -> N
     assert settings.default_max_tokens == 100 and settings.engine.value == "transformers"
 
 
+def test_the_dashboard_runs_folder_and_the_job_step_cap_reach_the_settings(started: list[ServeSettings]) -> None:
+    result = invoke("--runs-dir", "/tmp/my-runs", "--fine-tune-max-steps", "50")
+    invoke(AGENTKIT_RUNS="/tmp/env-runs")
+    assert [(s.runs_dir, s.fine_tune_max_steps) for s in started] == [("/tmp/my-runs", 50), ("/tmp/env-runs", None)]
+    assert "dashboard at http://127.0.0.1:8000/" in result.output
+
+
 def test_another_host_without_a_key_warns(started: list[ServeSettings]) -> None:
     assert "without an API key" in invoke("--host", "0.0.0.0").output
     assert "without an API key" not in invoke("--host", "0.0.0.0", "--api-key", "k").output
