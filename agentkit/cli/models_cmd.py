@@ -189,7 +189,7 @@ class ExportFor(str, Enum):
 
 @app.command("export")
 def export(
-    adapter: Annotated[str, typer.Argument(help="Registry id of an adapter.")],
+    adapter: Annotated[str, typer.Argument(help="Registry id of an adapter (or, --for peft, of a base entry).")],
     target: Annotated[Path, typer.Argument(help="A new or empty folder.")],
     export_for: Annotated[
         ExportFor,
@@ -197,8 +197,9 @@ def export(
                      "and the command that serves it."),  # fmt: skip
     ] = ExportFor.PEFT,
 ) -> None:
-    """Write an adapter as a folder that plain `peft.PeftModel.from_pretrained` loads (--for vllm: that
-    `vllm serve --enable-lora --lora-modules` loads; LoRA adapters only)."""
+    """Write an adapter as a folder that plain `peft.PeftModel.from_pretrained` loads, or a base entry (a full
+    fine-tune) as one plain `transformers` loads (--for vllm: a LoRA folder `vllm serve --enable-lora
+    --lora-modules` loads)."""
     if export_for is ExportFor.PEFT:
         from agentkit.registry.adapters import export_adapter
 

@@ -48,12 +48,15 @@ def publish(target: Path, write: Callable[[Path], None]) -> Path:
 
 
 def export_adapter(registry: Registry, adapter: str, target: Path) -> Path:
-    """Copy the adapter (PEFT files, tokenizer, chat template) to `target`, all or nothing."""
-    _adapter_card(registry, adapter)
+    """Copy an entry to `target`, all or nothing: an adapter as the folder plain PEFT loads (PEFT files,
+    tokenizer, chat template); a base entry (a full fine-tune, a merge, an import) as the folder plain
+    `transformers` loads (`AutoModelFor...from_pretrained(target)`), without the GGUF kept for llama.cpp."""
+    card = registry.verify(adapter)
     source = registry.entry_dir(adapter)
+    skipped = [CARD_FILE] + ([card.gguf.file] if card.gguf and card.kind is EntryKind.BASE else [])
 
     def write(stage: Path) -> None:
-        shutil.copytree(source, stage, ignore=shutil.ignore_patterns(CARD_FILE), dirs_exist_ok=True)
+        shutil.copytree(source, stage, ignore=shutil.ignore_patterns(*skipped), dirs_exist_ok=True)
         shutil.copy2(source / CARD_FILE, stage / EXPORTED_CARD)
 
     return publish(target, write)

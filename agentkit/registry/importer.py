@@ -72,8 +72,13 @@ def read_chat_template(folder: Path) -> str | None:
     return None
 
 
-def copy_hf_folder(src: Path, stage: Path, *, source: SourceInfo | None = None) -> dict[str, Any]:
-    """Copy a Hugging Face folder, leaving pickles behind; nested folders (1_Pooling) come too."""
+def copy_hf_folder(src: Path, stage: Path, *, source: SourceInfo | None = None, link: bool = False) -> dict[str, Any]:
+    """Copy a Hugging Face folder, leaving pickles behind; nested folders (1_Pooling) come too.
+
+    `link`: hard-link the top-level weight files instead of copying them (one copy on disk for two
+    entries, e.g. a registry's base shared read-only by many test homes). Only for a source nothing
+    writes in place, such as another registry entry: the registry replaces files, never edits them.
+    Falls back to a copy across file systems."""
     src = Path(src).resolve()
     if not src.is_dir():
         raise BadInputError(f"{src} is not a folder.", fix="pass a model folder or a .gguf file.")
@@ -84,6 +89,11 @@ def copy_hf_folder(src: Path, stage: Path, *, source: SourceInfo | None = None) 
         target = stage / item.name
         if item.is_dir():
             shutil.copytree(item, target, ignore=shutil.ignore_patterns(*(f"*{s}" for s in PICKLE_SUFFIXES)))
+        elif link and item.suffix in (".safetensors", ".gguf"):
+            try:
+                os.link(item, target)
+            except OSError:  # another file system (or one without hard links)
+                shutil.copy2(item, target)
         else:
             shutil.copy2(item, target)
     return {

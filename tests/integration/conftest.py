@@ -17,7 +17,7 @@ SECOND_MODEL = "smollm2-copy"
 def ensure_second_model() -> str:
     registry = Registry.default()
     source = registry.path("smollm2-135m-instruct")
-    registry.create_entry(SECOND_MODEL, lambda stage: copy_hf_folder(source, stage), exist_ok=True)
+    registry.create_entry(SECOND_MODEL, lambda stage: copy_hf_folder(source, stage, link=True), exist_ok=True)
     return SECOND_MODEL
 
 

@@ -22,7 +22,7 @@ def home(tmp_path_factory: pytest.TempPathFactory, registry: Registry) -> Path:
     root = tmp_path_factory.mktemp("ask")
     home = Registry(root / "home")
     for base in ("minilm-l6", "smollm2-135m-instruct"):
-        home.create_entry(base, lambda s, b=base: copy_hf_folder(registry.path(b), s))
+        home.create_entry(base, lambda s, b=base: copy_hf_folder(registry.path(b), s, link=True))
     docs = root / "docs"
     (docs / "notes").mkdir(parents=True)
     (docs / "paris.md").write_text("# Paris\n\nThe Eiffel Tower is 330 metres tall and was finished in 1889.\n")

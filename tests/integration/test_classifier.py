@@ -43,7 +43,7 @@ def home(tmp_path_factory: pytest.TempPathFactory, registry: Registry) -> Regist
     classifier `senti-full`, each trained for a few steps on 16 obvious rows."""
     root = tmp_path_factory.mktemp("classify")
     home = Registry(root / "home")
-    home.create_entry("minilm-l6", lambda s: copy_hf_folder(registry.path("minilm-l6"), s))
+    home.create_entry("minilm-l6", lambda s: copy_hf_folder(registry.path("minilm-l6"), s, link=True))
     data = root / "train.jsonl"
     rows = [{"text": t, "label": "pos"} for t in POSITIVE] + [{"text": t, "label": "neg"} for t in NEGATIVE]
     data.write_text("\n".join(json.dumps(r) for r in rows))

@@ -71,7 +71,7 @@ def random_lora(home: Registry, adapter: str, seed: int, **config: Any) -> None:
 def lab(tmp_path_factory: pytest.TempPathFactory, registry: Registry) -> dict[str, Any]:
     root = tmp_path_factory.mktemp("gguf-lora")
     home = Registry(root / "home")
-    home.create_entry(BASE, lambda s: copy_hf_folder(registry.path(BASE), s))
+    home.create_entry(BASE, lambda s: copy_hf_folder(registry.path(BASE), s, link=True))
     base_gguf = gguf_path(registry, registry.card(BASE))
     assert base_gguf is not None
     random_lora(home, "lora-a", seed=1)

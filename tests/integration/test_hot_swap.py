@@ -37,7 +37,7 @@ def home(tmp_path_factory: pytest.TempPathFactory, registry: Registry) -> Regist
     """An isolated registry (so LoadedModel.get caches a base of its own) with four tiny adapters."""
     root = tmp_path_factory.mktemp("hot-swap")
     home = Registry(root / "home")
-    home.create_entry(BASE, lambda s: copy_hf_folder(registry.path(BASE), s))
+    home.create_entry(BASE, lambda s: copy_hf_folder(registry.path(BASE), s, link=True))
     rows = [{"instruction": f"Say the secret word for item {i}.", "output": f"The secret word is banana-{i % 3}."}
             for i in range(8)]  # fmt: skip
     (root / "train.jsonl").write_text("\n".join(json.dumps(r) for r in rows))

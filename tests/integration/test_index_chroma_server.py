@@ -90,7 +90,7 @@ def server(tmp_path: Path) -> Iterator[ChromaServer]:
 @pytest.fixture()
 def home(tmp_path: Path, registry: Registry) -> Path:
     root = tmp_path / "home"
-    Registry(root).create_entry("minilm-l6", lambda stage: copy_hf_folder(registry.path("minilm-l6"), stage))
+    Registry(root).create_entry("minilm-l6", lambda stage: copy_hf_folder(registry.path("minilm-l6"), stage, link=True))
     return root
 
 

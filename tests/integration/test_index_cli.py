@@ -33,7 +33,7 @@ def home(tmp_path_factory: pytest.TempPathFactory, registry: Registry) -> Path:
     """A fresh registry holding minilm-l6 and a copy of it under another id."""
     root = tmp_path_factory.mktemp("index-cli") / "home"
     for entry in ("minilm-l6", "minilm-copy"):
-        Registry(root).create_entry(entry, lambda stage: copy_hf_folder(registry.path("minilm-l6"), stage))
+        Registry(root).create_entry(entry, lambda stage: copy_hf_folder(registry.path("minilm-l6"), stage, link=True))
     return root
 
 

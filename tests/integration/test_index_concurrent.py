@@ -40,7 +40,7 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fresh registry holding only minilm-l6 (copied from the session home)."""
     root = tmp_path_factory.mktemp("index-race") / "home"
     source = Registry.default().path("minilm-l6")
-    Registry(root).create_entry("minilm-l6", lambda stage: copy_hf_folder(source, stage))
+    Registry(root).create_entry("minilm-l6", lambda stage: copy_hf_folder(source, stage, link=True))
     return root
 
 

@@ -36,7 +36,7 @@ def ensure_second_gguf_model() -> str:
     assert gguf is not None
 
     def write(stage):  # type: ignore[no-untyped-def]
-        fields = copy_hf_folder(registry.path(BASE), stage, source=SourceInfo(type="gguf", ref=str(gguf)))
+        fields = copy_hf_folder(registry.path(BASE), stage, link=True, source=SourceInfo(type="gguf", ref=str(gguf)))
         shutil.copy2(gguf, stage / gguf.name)
         return fields | {"gguf": GgufFile(file=gguf.name, sha256=sha256_file(gguf))}
 

@@ -25,7 +25,7 @@ def home(tmp_path_factory: pytest.TempPathFactory, registry: Registry) -> Regist
     root = tmp_path_factory.mktemp("dpo")
     home = Registry(root / "home")
     home.create_entry(
-        "smollm2-135m-instruct", lambda s: copy_hf_folder(registry.path("smollm2-135m-instruct"), s)
+        "smollm2-135m-instruct", lambda s: copy_hf_folder(registry.path("smollm2-135m-instruct"), s, link=True)
     )
     pairs = [{"conversations": [{"from": "human", "value": f"How do I make {t}?"}],
               "chosen": {"from": "gpt", "value": f"Here is how to make {t}: gather what you need, then go step by step."},

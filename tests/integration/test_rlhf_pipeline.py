@@ -54,7 +54,7 @@ def write_pipeline(root: Path, reward_model: str) -> Path:
 
 def test_pipeline_registers_three_linked_stages_and_reruns_a_failed_one(tmp_path: Path, registry: Registry) -> None:
     home = Registry(tmp_path / "home")
-    home.create_entry("smollm2-135m-instruct", lambda s: copy_hf_folder(registry.path("smollm2-135m-instruct"), s))
+    home.create_entry("smollm2-135m-instruct", lambda s: copy_hf_folder(registry.path("smollm2-135m-instruct"), s, link=True))
 
     # The ppo stage names a reward model that does not exist: sft and reward register, ppo fails.
     pipeline = write_pipeline(tmp_path, reward_model="no-such-reward")

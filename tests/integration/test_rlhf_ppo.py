@@ -27,7 +27,7 @@ def home(tmp_path_factory: pytest.TempPathFactory, registry: Registry) -> Regist
     """A registry with the base, an SFT LoRA (2 steps) and a LoRA reward model (2 steps) on it."""
     root = tmp_path_factory.mktemp("ppo")
     home = Registry(root / "home")
-    home.create_entry("smollm2-135m-instruct", lambda s: copy_hf_folder(registry.path("smollm2-135m-instruct"), s))
+    home.create_entry("smollm2-135m-instruct", lambda s: copy_hf_folder(registry.path("smollm2-135m-instruct"), s, link=True))
     sft = [{"instruction": f"How do I make {t}?", "output": f"Here is how to make {t}: gather what you need."}
            for t in TOPICS]  # fmt: skip
     (root / "sft.jsonl").write_text("\n".join(json.dumps(r) for r in sft))

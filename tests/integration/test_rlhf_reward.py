@@ -35,7 +35,7 @@ def home(tmp_path_factory: pytest.TempPathFactory, registry: Registry) -> Regist
     root = tmp_path_factory.mktemp("reward")
     home = Registry(root / "home")
     home.create_entry(
-        "smollm2-135m-instruct", lambda s: copy_hf_folder(registry.path("smollm2-135m-instruct"), s)
+        "smollm2-135m-instruct", lambda s: copy_hf_folder(registry.path("smollm2-135m-instruct"), s, link=True)
     )
     (root / "pairs.jsonl").write_text("\n".join(json.dumps(p) for p in _pairs()))
     return home

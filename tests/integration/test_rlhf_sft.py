@@ -20,7 +20,7 @@ def home(tmp_path_factory: pytest.TempPathFactory, registry: Registry) -> Regist
     root = tmp_path_factory.mktemp("sft")
     home = Registry(root / "home")
     home.create_entry(
-        "smollm2-135m-instruct", lambda s: copy_hf_folder(registry.path("smollm2-135m-instruct"), s)
+        "smollm2-135m-instruct", lambda s: copy_hf_folder(registry.path("smollm2-135m-instruct"), s, link=True)
     )
     rows = [{"instruction": f"Say the secret word for item {i}.", "output": f"The secret word is banana-{i % 3}."}
             for i in range(12)]  # fmt: skip

@@ -28,7 +28,7 @@ ANIMALS = {
 def home(tmp_path_factory: pytest.TempPathFactory, registry: Registry) -> Path:
     root = tmp_path_factory.mktemp("tool-index")
     home = root / "home"
-    Registry(home).create_entry("minilm-l6", lambda stage: copy_hf_folder(registry.path("minilm-l6"), stage))
+    Registry(home).create_entry("minilm-l6", lambda stage: copy_hf_folder(registry.path("minilm-l6"), stage, link=True))
     corpus = root / "corpus"
     corpus.mkdir()
     for name, text in ANIMALS.items():

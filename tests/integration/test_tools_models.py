@@ -56,7 +56,7 @@ def test_classify_uses_a_classifier_adapter(registry: Registry, tmp_path: Path) 
     from agentkit.tuning import TuneConfig, train
 
     home = Registry(tmp_path / "home")
-    home.create_entry("minilm-l6", lambda stage: copy_hf_folder(registry.path("minilm-l6"), stage))
+    home.create_entry("minilm-l6", lambda stage: copy_hf_folder(registry.path("minilm-l6"), stage, link=True))
     data = tmp_path / "train.jsonl"
     rows = [{"text": t, "label": "pos"} for t in POSITIVE] + [{"text": t, "label": "neg"} for t in NEGATIVE]
     data.write_text("\n".join(json.dumps(r) for r in rows))

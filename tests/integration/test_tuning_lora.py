@@ -25,7 +25,7 @@ def tuned(tmp_path_factory: pytest.TempPathFactory, registry: Registry) -> dict:
     """A registry with a copy of the built-in and one LoRA adapter trained on a tiny fixture."""
     root = tmp_path_factory.mktemp("tune")
     home = Registry(root / "home")
-    home.create_entry("smollm2-135m-instruct", lambda s: copy_hf_folder(registry.path("smollm2-135m-instruct"), s))
+    home.create_entry("smollm2-135m-instruct", lambda s: copy_hf_folder(registry.path("smollm2-135m-instruct"), s, link=True))
     rows = [{"instruction": f"Say the secret word for item {i}.", "input": "", "output": f"The secret word is banana-{i % 3}."}
             for i in range(16)]  # fmt: skip
     data = root / "train.jsonl"
@@ -144,6 +144,12 @@ def test_export_loads_with_plain_peft_and_merge_matches_the_adapter(tuned: dict,
     with torch.no_grad():
         folded = AutoModelForCausalLM.from_pretrained(home.path("banana-merged"), use_safetensors=True)(ids).logits
     assert torch.allclose(exported, folded, atol=1e-4)
+    # a base entry (a merge here; a full fine-tune is one too) exports as a folder plain transformers loads
+    plain = export_adapter(home, "banana-merged", tmp_path / "merged-export")
+    assert "agentkit_card.json" in {p.name for p in plain.iterdir()} and not list(plain.glob("*.gguf"))
+    with torch.no_grad():
+        reloaded = AutoModelForCausalLM.from_pretrained(plain, use_safetensors=True)(ids).logits
+    assert torch.equal(reloaded, folded)
     llm = LocalChatModel(home=str(home.root), max_new_tokens=12)
     assert llm.invoke(QUESTION, model="banana-merged").content == llm.invoke(QUESTION, adapter="banana-lora").content
     from agentkit.errors import BadInputError

@@ -48,7 +48,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory, registry: Registry) -> dict:
     """A LoRA tuned for 4 steps, then a second one continued from it for 4 more."""
     root = tmp_path_factory.mktemp("lora-init")
     home = Registry(root / "home")
-    home.create_entry(BASE, lambda s: copy_hf_folder(registry.path(BASE), s))
+    home.create_entry(BASE, lambda s: copy_hf_folder(registry.path(BASE), s, link=True))
     rows = [{"instruction": f"Say the secret word for item {i}.", "input": "",
              "output": f"The secret word is kiwi-{i % 3}."} for i in range(8)]  # fmt: skip
     data = root / "train.jsonl"

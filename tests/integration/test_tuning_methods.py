@@ -28,7 +28,7 @@ BLOCKS = {
 def home(tmp_path_factory: pytest.TempPathFactory, registry: Registry) -> Registry:
     root = tmp_path_factory.mktemp("methods")
     home = Registry(root / "home")
-    home.create_entry("smollm2-135m-instruct", lambda s: copy_hf_folder(registry.path("smollm2-135m-instruct"), s))
+    home.create_entry("smollm2-135m-instruct", lambda s: copy_hf_folder(registry.path("smollm2-135m-instruct"), s, link=True))
     rows = [{"instruction": f"Say the secret word for item {i}.", "output": f"The secret word is banana-{i % 3}."}
             for i in range(12)]  # fmt: skip
     (root / "train.jsonl").write_text("\n".join(json.dumps(r) for r in rows))

@@ -81,7 +81,7 @@ def test_packed_row_equals_its_examples_run_separately(
 
 def test_packed_lora_run_learns_and_moves_only_lora_weights(tmp_path: Path, registry: Registry) -> None:
     home = Registry(tmp_path / "home")
-    home.create_entry(BASE, lambda s: copy_hf_folder(registry.path(BASE), s))
+    home.create_entry(BASE, lambda s: copy_hf_folder(registry.path(BASE), s, link=True))
     rows = [{"instruction": f"Say the secret word for item {i}.", "output": f"The secret word is banana-{i % 3}."}
             for i in range(16)]  # fmt: skip
     data = tmp_path / "train.jsonl"

@@ -36,7 +36,7 @@ def home(tmp_path_factory: pytest.TempPathFactory, registry: Registry) -> Regist
     root = tmp_path_factory.mktemp("runs")
     home = Registry(root / "home")
     for base in ("minilm-l6", "smollm2-135m-instruct"):
-        home.create_entry(base, lambda s, b=base: copy_hf_folder(registry.path(b), s))
+        home.create_entry(base, lambda s, b=base: copy_hf_folder(registry.path(b), s, link=True))
     rows = [{"text": t, "label": "positive"} for t in POSITIVE] + [{"text": t, "label": "negative"} for t in NEGATIVE]
     (root / "sentiment.jsonl").write_text("\n".join(json.dumps(r) for r in rows * 3))
     chat = [{"instruction": f"Say the secret word for item {i}.", "output": f"The secret word is banana-{i % 3}."}

@@ -181,3 +181,17 @@ def test_nested_weights_and_shard_index_are_hashed(tmp_path: Path) -> None:
     (tmp_path / "models" / "nested" / "model.safetensors.index.json").write_text('{"weight_map": {}}')
     with pytest.raises(IntegrityError):
         Registry(tmp_path).verify("nested")
+
+
+def test_a_linked_copy_shares_the_weight_files_and_copies_the_rest(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "config.json").write_text('{"architectures": ["LlamaForCausalLM"]}')
+    (src / "model.safetensors").write_bytes(b"weights")
+    registry = Registry(tmp_path / "home")
+    registry.create_entry("linked", lambda stage: copy_hf_folder(src, stage, link=True))
+    folder = registry.entry_dir("linked")
+    assert (folder / "model.safetensors").stat().st_ino == (src / "model.safetensors").stat().st_ino
+    assert (folder / "config.json").stat().st_ino != (src / "config.json").stat().st_ino
+    registry.remove("linked")
+    assert (src / "model.safetensors").read_bytes() == b"weights"  # removing the entry leaves the source

@@ -90,3 +90,17 @@ def test_early_stopping_and_eval_schedule_fields_are_checked() -> None:
         TuneConfig.model_validate({**BASE, "train": {"early_stopping_patience": 0}})
     config = TuneConfig.model_validate({**BASE, "train": {"eval_steps": 5, "early_stopping_patience": 2}})
     assert config.train.eval_steps == 5
+
+
+def test_checkpoints_kept_default_to_the_environment_then_two(monkeypatch: pytest.MonkeyPatch) -> None:
+    from agentkit.errors import BadInputError
+    from agentkit.tuning.config import TrainConfig
+
+    monkeypatch.delenv("AGENTKIT_SAVE_TOTAL_LIMIT", raising=False)
+    assert TrainConfig().save_total_limit == 2
+    monkeypatch.setenv("AGENTKIT_SAVE_TOTAL_LIMIT", "1")
+    assert TrainConfig().save_total_limit == 1
+    assert TrainConfig(save_total_limit=3).save_total_limit == 3  # the config's own value wins
+    monkeypatch.setenv("AGENTKIT_SAVE_TOTAL_LIMIT", "none")
+    with pytest.raises(BadInputError, match="AGENTKIT_SAVE_TOTAL_LIMIT is 'none'"):
+        TrainConfig()
