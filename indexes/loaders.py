@@ -84,10 +84,6 @@ def format_for(path: Path) -> FileFormat | None:
     return _BY_EXTENSION.get(path.suffix.lower())
 
 
-def supported_extensions() -> list[str]:
-    return sorted(_BY_EXTENSION)
-
-
 # ---- plain text (txt, markdown, code) -----------------------------------------------------------
 def check_text(path: Path) -> None:
     """Binary content, non-UTF-8 bytes or no text at all: refused before anything is written."""

@@ -1,7 +1,8 @@
 """The tuning-method extension point: one `register_method` call per method folder.
 
 A method names its config block (the key in tune.yaml, e.g. `lora:`), its pydantic config class,
-and `apply(model, config, task) -> model` that makes the trainable model.
+and either `apply(model, config, task) -> model`, which makes the trainable model for the shared HF
+Trainer path, or `run(config, registry, *, resume, progress) -> ModelCard`, a training loop of its own.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from agentkit.extension import check_new_name
 class TuningMethod:
     name: str  # persisted in the adapter card and config: "lora", "prefix_tuning", ...
     config_class: type[BaseModel]
-    apply: Callable[[Any, Any, str], Any]  # (base model, method config, task) -> trainable model
+    # (base model, method config, task) -> trainable model, for the shared HF Trainer path.
+    apply: Callable[[Any, Any, str], Any] | None = None
     produces_adapter: bool = True  # False for full fine-tuning: the result is a base entry
     tasks: frozenset[str] = frozenset({"causal_lm", "sequence_classification"})
     why_not: str = ""  # shown when a config pairs this method with a task outside `tasks`
@@ -41,8 +43,12 @@ _METHODS: dict[str, TuningMethod] = {}
 
 
 def register_method(method: TuningMethod) -> TuningMethod:
-    """Add a tuning method; names are unique and must be registry-safe."""
+    """Add a tuning method; names are unique and must be registry-safe, and it has a way to train:
+    `apply` (the shared HF Trainer path) or `run` (its own loop)."""
     check_new_name("tuning method", method.name, _METHODS)
+    if method.apply is None and method.run is None:
+        raise BadInputError(f"Tuning method {method.name!r} has neither `apply` nor `run`.",
+                            fix="give `apply` (model -> trainable model, for the HF Trainer) or `run` (its own loop).")  # fmt: skip
     _METHODS[method.name] = method
     return method
 

@@ -85,6 +85,20 @@ class _Failed:
 _END = object()
 
 
+class _Once:
+    """`fn()` the first time it is called, nothing after: a generation slot is given back once."""
+
+    def __init__(self, fn: Callable[[], None]) -> None:
+        self._fn, self._lock, self._done = fn, threading.Lock(), False
+
+    def __call__(self) -> None:
+        with self._lock:
+            if self._done:
+                return
+            self._done = True
+        self._fn()
+
+
 class ChatService:
     def __init__(self, settings: ServeSettings, registry: Registry, pool: ThreadPoolExecutor,
                  make_model: ChatModelFactory) -> None:  # fmt: skip
@@ -113,15 +127,18 @@ class ChatService:
                 params[name] = value
         return Prepared(target, messages, params, options)
 
-    def _submit(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future[Any]:
-        """`fn` on the generation pool once the gate admits it (else ApiError 429)."""
+    def _submit(self, fn: Callable[..., Any], *args: Any, leave: Callable[[], None] | None = None,
+                **kwargs: Any) -> Future[Any]:  # fmt: skip
+        """`fn` on the generation pool once the gate admits it (else ApiError 429). The slot is given
+        back when the thread is done, even if the client left, or earlier by `leave` (see `stream`)."""
         self.gate.enter()
+        release = _Once(self.gate.leave) if leave is None else leave
         try:
             future = self.pool.submit(fn, *args, **kwargs)
         except BaseException:
-            self.gate.leave()
+            release()
             raise
-        future.add_done_callback(self.gate.leave)  # when the thread is done, even if the client left
+        future.add_done_callback(lambda _: release())
         return future
 
     # ---- the reply, whole ----------------------------------------------------------------------
@@ -155,6 +172,10 @@ class ChatService:
             except RuntimeError:  # the loop is closed: the server is shutting down
                 stop.set()
 
+        # The slot is given back before the last event is queued: a client that sends its next
+        # request as soon as it reads [DONE] must find it free (the thread's own end comes later).
+        release = _Once(self.gate.leave)
+
         def work(llm: BaseChatModel) -> None:
             chunks = llm.stream(call.messages, **call.options)
             try:
@@ -166,9 +187,10 @@ class ChatService:
                 put(_Failed(exc))
             finally:
                 chunks.close()
+                release()
                 put(_END)
 
-        self._submit(work, self.make_model(call.target, call.params))
+        self._submit(work, self.make_model(call.target, call.params), leave=release)
         try:
             first = await queue.get()
         except BaseException:

@@ -331,6 +331,17 @@ def test_past_max_concurrent_generations_429_and_the_slot_frees_when_done(home: 
     assert served.chat(messages=hi()).status_code == 200
 
 
+def test_a_client_that_asks_again_on_done_finds_its_slot_free(home: Path) -> None:
+    # The slot is given back before [DONE] is sent, not when the generation thread ends after it.
+    served = Served(home, max_concurrent_generations=1)
+    for i in range(20):
+        with served.client.stream("POST", "/v1/chat/completions", headers=AUTH,
+                                  json={"model": "tiny-chat", "messages": hi(f"n{i}"), "stream": True}) as reply:  # fmt: skip
+            assert reply.status_code == 200, reply.read()
+            assert "data: [DONE]" in list(reply.iter_lines())
+    assert served.app.state.chat.gate.in_flight == 0
+
+
 # ---- embeddings (errors only: the vectors are checked on minilm-l6 in tests/integration) ----------
 @pytest.mark.parametrize(
     ("body", "status", "param"),

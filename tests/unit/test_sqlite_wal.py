@@ -22,8 +22,8 @@ def test_two_processes_open_new_files_at_the_same_moment(tmp_path: Path) -> None
         from pathlib import Path
         from langchain_core.messages import HumanMessage
         from agentkit.memory import ConversationStore, sqlite_checkpointer
-        from indexes.backends.faiss.store import FaissStore
-        from indexes.manifest import Manifest
+        from agentkit.indexes.backends.faiss.store import FaissStore
+        from agentkit.indexes.manifest import Manifest
 
         def checkpointer(path):
             saver = sqlite_checkpointer(path)

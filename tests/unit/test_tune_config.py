@@ -43,6 +43,8 @@ def test_register_method_rejects_duplicates_and_bad_names() -> None:
         register_method(TuningMethod(name="lora", config_class=LoraMethodConfig, apply=lambda m, c, t: m))
     with pytest.raises(BadInputError, match="lower_snake_case"):
         register_method(TuningMethod(name="Bad-Name", config_class=LoraMethodConfig, apply=lambda m, c, t: m))
+    with pytest.raises(BadInputError, match="neither `apply` nor `run`"):
+        register_method(TuningMethod(name="no_way_to_train", config_class=LoraMethodConfig))
 
 
 def test_yaml_paths_are_relative_to_the_config_file(tmp_path: Path) -> None:

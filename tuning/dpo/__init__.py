@@ -15,11 +15,5 @@ def _run(config: Any, registry: Any, *, resume: bool, progress: bool) -> Any:
     return run_dpo(config, registry, resume=resume, progress=progress)
 
 
-def _apply(model: Any, config: DpoMethodConfig, task: str) -> Any:
-    from peft import get_peft_model
-
-    return get_peft_model(model, config.to_peft())
-
-
-register_method(TuningMethod(name="dpo", config_class=DpoMethodConfig, apply=_apply, run=_run,
+register_method(TuningMethod(name="dpo", config_class=DpoMethodConfig, run=_run,
                              tasks=frozenset({"causal_lm"}), why_not="DPO trains a chat model"))  # fmt: skip

@@ -14,9 +14,5 @@ def _run(config: Any, registry: Any, *, resume: bool = False, progress: bool = F
     return run_group_method(config, registry, resume=resume, progress=progress)
 
 
-def _no_apply(model: Any, config: Any, task: str) -> Any:
-    raise NotImplementedError("grpo runs its own loop (TuningMethod.run)")
-
-
-register_method(TuningMethod(name="grpo", config_class=GRPOMethodConfig, apply=_no_apply, run=_run,
+register_method(TuningMethod(name="grpo", config_class=GRPOMethodConfig, run=_run,
                              tasks=frozenset({"causal_lm"}), why_not="GRPO trains a chat policy"))  # fmt: skip

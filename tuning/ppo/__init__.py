@@ -16,13 +16,9 @@ def _run(config: Any, registry: Any, *, resume: bool = False, progress: bool = F
     return run_ppo(config, registry, resume=resume, progress=progress)
 
 
-def _no_apply(model: Any, config: Any, task: str) -> Any:
-    raise NotImplementedError("ppo runs its own loop (TuningMethod.run); it does not wrap a model for the HF Trainer")
-
-
 register_method(
     TuningMethod(
-        name="ppo", config_class=PPOMethodConfig, apply=_no_apply, run=_run, tasks=frozenset({"causal_lm"}),
+        name="ppo", config_class=PPOMethodConfig, run=_run, tasks=frozenset({"causal_lm"}),
         why_not="PPO trains a chat policy",
     )
 )  # fmt: skip

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from agentkit.tuning.methods import TuningMethod, register_method
-from agentkit.tuning.reward.config import RewardMethodConfig, linear_leaf_names
+from agentkit.tuning.reward.config import RewardMethodConfig
 
 
 def _run(config: Any, registry: Any, *, resume: bool, progress: bool) -> Any:
@@ -15,10 +15,4 @@ def _run(config: Any, registry: Any, *, resume: bool, progress: bool) -> Any:
     return run_reward(config, registry, resume=resume, progress=progress)
 
 
-def _apply(model: Any, config: RewardMethodConfig, task: str) -> Any:
-    from peft import get_peft_model
-
-    return get_peft_model(model, config.to_peft(len(model.base_model.layers), linear_leaf_names(model)))
-
-
-register_method(TuningMethod(name="reward", config_class=RewardMethodConfig, apply=_apply, run=_run))
+register_method(TuningMethod(name="reward", config_class=RewardMethodConfig, run=_run))

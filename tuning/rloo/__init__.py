@@ -15,9 +15,5 @@ def _run(config: Any, registry: Any, *, resume: bool = False, progress: bool = F
     return run_group_method(config, registry, resume=resume, progress=progress)
 
 
-def _no_apply(model: Any, config: Any, task: str) -> Any:
-    raise NotImplementedError("rloo runs its own loop (TuningMethod.run)")
-
-
-register_method(TuningMethod(name="rloo", config_class=RLOOMethodConfig, apply=_no_apply, run=_run,
+register_method(TuningMethod(name="rloo", config_class=RLOOMethodConfig, run=_run,
                              tasks=frozenset({"causal_lm"}), why_not="RLOO trains a chat policy"))  # fmt: skip
