@@ -198,7 +198,7 @@ def run_seed(args: argparse.Namespace, seed: int, home_dir: Path, json_out: Path
     from transformers import AutoModelForCausalLM
 
     from agentkit.models.reward import RewardModel
-    from agentkit.tuning.ppo.policy import PolicySource
+    from agentkit.tuning.rl_policy import PolicySource
     from agentkit.tuning.preference import load_preferences
 
     t0 = time.perf_counter()

@@ -23,13 +23,7 @@ import time
 from collections.abc import Callable
 
 from _serve import KEY, agentkit_serve
-
-PROMPTS = [
-    "Explain in a few sentences why the sky is blue.",
-    "Write a short story about a robot who learns to paint.",
-    "List some tips for staying focused while studying.",
-    "Describe how a bicycle works.",
-]
+from chat_overhead import PROMPTS  # the same prompts as the in-process overhead bench
 
 
 def main() -> None:

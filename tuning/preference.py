@@ -3,6 +3,7 @@ layout normalised to `PreferencePair` (chat prompt + two answers), and prompt li
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import re
@@ -300,3 +301,8 @@ def load_prompts(path: str | Path, *, limit: int | None = None) -> list[list[dic
             row.fail("prompt", "has no user message with text", "give each row a user prompt.")
         out.append([{"role": m["role"], "content": m["content"]} for m in value])
     return out
+
+
+def data_sha256(*paths: str | None) -> str:
+    """The lineage's `data_sha256` of a stage's data files: their sha256s, joined by ':'."""
+    return ":".join(hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in paths if p)

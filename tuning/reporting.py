@@ -4,7 +4,6 @@ progress bar with ETA, and the artifacts saved with the result (metrics.json, tr
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -43,23 +42,9 @@ def progress_callback() -> Any:
         def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             if not state.is_world_process_zero:
                 return
-            from rich.console import Console
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
+            from agentkit.tuning.stage import progress_bar
 
-            self.progress = Progress(
-                TextColumn("[bold]train[/bold]"), BarColumn(), MofNCompleteColumn(),
-                TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
-                console=Console(stderr=True), transient=False,
-            )  # fmt: skip
-            self.progress.start()
-            self.task = self.progress.add_task("train", total=state.max_steps, completed=state.global_step, status="")
+            self.progress, self.task = progress_bar("train", state.max_steps, completed=state.global_step, eta=True)
 
         def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             if self.progress is not None:
@@ -106,24 +91,9 @@ def write_artifacts(folder: Path, metrics: dict[str, Any], log_history: list[dic
 
 
 def _plot(series: dict[str, list[tuple[float, float]]], path: Path) -> None:
-    os.environ.setdefault("MPLBACKEND", "Agg")  # no display: render to a file
-    import matplotlib
+    """The losses in one panel, the eval metrics in another."""
+    from agentkit.tuning.stage import plot_panels
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    losses = {k: v for k, v in series.items() if k.endswith("loss")}
-    scores = {k: v for k, v in series.items() if not k.endswith("loss")}
-    fig, axes = plt.subplots(1, 2 if scores else 1, figsize=(10 if scores else 6, 4), squeeze=False)
-    for name, points in losses.items():
-        axes[0][0].plot(*zip(*points), marker="o" if name != "loss" else None, label=name)
-    axes[0][0].set(xlabel="step", ylabel="loss", title="loss")
-    axes[0][0].legend()
-    if scores:
-        for name, points in scores.items():
-            axes[0][1].plot(*zip(*points), marker="o", label=name.removeprefix("eval_"))
-        axes[0][1].set(xlabel="step", title="eval metrics")
-        axes[0][1].legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
+    panels = {"loss": {k: v for k, v in series.items() if k.endswith("loss")},
+              "eval metrics": {k.removeprefix("eval_"): v for k, v in series.items() if not k.endswith("loss")}}  # fmt: skip
+    plot_panels(panels, path)

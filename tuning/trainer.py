@@ -17,6 +17,7 @@ from agentkit.tuning.methods import get_method
 from agentkit.tuning.packing import can_pack, packed_collator
 from agentkit.tuning.reporting import classification_metrics, progress_callback, write_artifacts
 from agentkit.tuning.tokenize import IGNORE, PadCollator, encode_chat, encode_label
+from agentkit.tuning.stage import check_output_free
 
 _BASE_TASKS = {
     "causal_lm": {ModelTask.CAUSAL_LM},
@@ -137,11 +138,7 @@ class Run:
         from transformers import EarlyStoppingCallback, PrinterCallback, Trainer
 
         registry = registry or Registry.default()
-        if config.output in registry:
-            raise BadInputError(
-                f"output {config.output!r} already exists in the registry.",
-                fix=f"choose another `output:` or `agentkit models rm {config.output}`.",
-            )
+        check_output_free(registry, config.output)
         if config.train.deepspeed:  # before the model loads: a missing engine should cost nothing
             _check_deepspeed(config.train.deepspeed)
         # lora.init_adapter: checked in the registry before any weights load; the config that comes

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from agentkit.errors import BadInputError
 from agentkit.registry import EntryKind, ModelCard, ModelTask, Registry
+from agentkit.registry.card import check_trained_on
 
 _CACHE: dict[tuple[Any, ...], _LoadedClassifier] = {}
 _CACHE_LOCK = threading.Lock()
@@ -78,13 +79,7 @@ def resolve(registry: Registry, model: str, adapter: str | None) -> _Resolved:
             f"task={card.task.value}, base={card.base!r}).",
             fix=fix,
         )
-    expected = card.lineage.get("base_weights_sha256")
-    if expected and expected != base.weights:
-        raise BadInputError(
-            f"Adapter {adapter!r} was trained on other weights than the {model!r} now in the registry "
-            "(base sha256 differs).",
-            fix=f"re-import the original base, or retrain the adapter on this {model!r}.",
-        )
+    check_trained_on(card, base)
     labels = card.lineage.get("label_names")
     if not labels:
         raise BadInputError(
@@ -95,7 +90,7 @@ def resolve(registry: Registry, model: str, adapter: str | None) -> _Resolved:
 
 
 @contextmanager
-def _head_from_adapter() -> Iterator[None]:
+def quiet_head_load() -> Iterator[None]:
     """Quiet two warnings that are wrong for an adapter load: transformers reports the head as
     MISSING and advises training (the adapter supplies it a moment later), and PEFT 0.21 probes
     transformers 5's deprecated `is_gradient_checkpointing`."""
@@ -151,7 +146,7 @@ class _LoadedClassifier:
             from peft import PeftModel
 
             registry.verify(spec.adapter.id)
-            with _head_from_adapter():
+            with quiet_head_load():
                 model = AutoModelForSequenceClassification.from_pretrained(
                     registry.path(spec.base.id), **common
                 )

@@ -123,17 +123,17 @@ class RewardModel(Runnable[dict, float]):
         if card.kind is EntryKind.ADAPTER:
             from peft import PeftModel
 
-            from agentkit.models.classifier import _head_from_adapter
+            from agentkit.models.classifier import quiet_head_load
 
             registry.verify(card.base)
-            with _head_from_adapter():
+            with quiet_head_load():
                 model = AutoModelForSequenceClassification.from_pretrained(registry.path(card.base), **common)
                 start = card.lineage.get("merged_adapter")  # an SFT adapter the reward LoRA was trained over
                 if start:
                     registry.verify(start)
-                    from agentkit.tuning.sft.start import merge_adapter
+                    from agentkit.registry.adapters import fold_lora
 
-                    model = merge_adapter(model, registry.path(start))
+                    model = fold_lora(model, registry.path(start))
                 model = PeftModel.from_pretrained(model, str(registry.path(entry_id)), is_trainable=False)
             model = model.merge_and_unload()  # one matmul per layer instead of three
         else:

@@ -19,6 +19,7 @@ from agentkit.models.adapters import Adapter, AdapterSwitch
 from agentkit.models.engines import Engine
 from agentkit.models.threads import torch_threads
 from agentkit.registry import EntryKind, ModelCard, ModelTask, Registry
+from agentkit.registry.card import check_trained_on
 
 _CACHE: dict[tuple[str, str, tuple[str, ...]], LoadedModel] = {}
 _CACHE_LOCK = threading.Lock()
@@ -183,13 +184,7 @@ class LoadedModel:
                 f"Adapter {adapter!r} is a {card.task.value} adapter, not a chat adapter.",
                 fix="pick a causal_lm adapter of this model (`agentkit models list`).",
             )
-        expected = card.lineage.get("base_weights_sha256")
-        if expected and expected != self.registry.card(self.model_id).weights:
-            raise BadInputError(
-                f"Adapter {adapter!r} was trained on other weights than the {self.model_id!r} now in "
-                "the registry (base sha256 differs).",
-                fix=f"re-import the original base, or retrain the adapter on this {self.model_id!r}.",
-            )
+        check_trained_on(card, self.registry.card(self.model_id))
         self.registry.verify(adapter)
         loaded = self._switch.load(str(self.registry.path(adapter)), adapter)
         self._adapters[adapter] = loaded

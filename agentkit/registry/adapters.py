@@ -62,6 +62,19 @@ def export_adapter(registry: Registry, adapter: str, target: Path) -> Path:
     return publish(target, write)
 
 
+def fold_lora(model: Any, path: Any) -> Any:
+    """`model` (loaded) with the LoRA adapter at `path` folded into its weights, in memory; what
+    `merge_adapter` registers is this, saved. The adapter's task type is cleared first: PEFT picks its
+    wrapper class from it, and a CAUSAL_LM adapter over a sequence classifier (an SFT adapter under a
+    reward model) would get PeftModelForCausalLM, which needs generation methods the classifier
+    lacks. The weights merge the same either way."""
+    from peft import PeftConfig, PeftModel
+
+    config = PeftConfig.from_pretrained(str(path))
+    config.task_type = None
+    return PeftModel.from_pretrained(model, str(path), config=config).merge_and_unload()
+
+
 def merge_adapter(registry: Registry, adapter: str, output: str) -> ModelCard:
     """Fold a LoRA adapter into its base weights and register the result as base `output`."""
     card = _adapter_card(registry, adapter)

@@ -131,3 +131,17 @@ class ModelCard(BaseModel):
             "created": self.created.isoformat(timespec="seconds"),
             "stage": self.stage.value if self.stage else None,
         }
+
+
+def check_trained_on(adapter: ModelCard, base: ModelCard) -> None:
+    """Refuse an adapter whose lineage says it was trained on other weights than `base` has now
+    (a base re-imported or replaced under the same id): its updates would not fit them."""
+    from agentkit.errors import BadInputError
+
+    expected = adapter.lineage.get("base_weights_sha256")
+    if expected and expected != base.weights:
+        raise BadInputError(
+            f"Adapter {adapter.id!r} was trained on other weights than the {base.id!r} now in the registry "
+            "(base sha256 differs).",
+            fix=f"re-import the original base, or retrain the adapter on this {base.id!r}.",
+        )

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from agentkit.errors import BadInputError
-from agentkit.registry.card import EntryKind, GgufFile, ModelCard
+from agentkit.registry.card import EntryKind, GgufFile, ModelCard, check_trained_on
 from agentkit.registry.gguf_header import read_gguf_header
 from agentkit.registry.store import Registry, sha256_file
 
@@ -166,13 +166,7 @@ def _adapter_of(registry: Registry, adapter: str, base: str) -> ModelCard:
             f"{adapter!r} is not an adapter of {base!r} (kind={card.kind.value}, base={card.base!r}).",
             fix="pick an adapter whose base is this model (`agentkit models list`).",
         )
-    expected = card.lineage.get("base_weights_sha256")
-    if expected and expected != registry.card(base).weights:
-        raise BadInputError(
-            f"Adapter {adapter!r} was trained on other weights than the {base!r} now in the registry "
-            "(base sha256 differs).",
-            fix=f"re-import the original base, or retrain the adapter on this {base!r}.",
-        )
+    check_trained_on(card, registry.card(base))
     return card
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from agentkit.errors import BadInputError, UnsafeWeightsError
 from agentkit.registry.card import ModelTask, SourceInfo
-from agentkit.registry.store import PICKLE_SUFFIXES, WEIGHT_SUFFIXES, sha256_file
+from agentkit.registry.files import PICKLE_SUFFIXES, WEIGHT_SUFFIXES, sha256_file
 
 Progress = Callable[[str], None] | None
 
@@ -75,7 +75,7 @@ def read_chat_template(folder: Path) -> str | None:
 def copy_hf_folder(src: Path, stage: Path, *, source: SourceInfo | None = None, link: bool = False) -> dict[str, Any]:
     """Copy a Hugging Face folder, leaving pickles behind; nested folders (1_Pooling) come too.
 
-    `link`: hard-link the top-level weight files instead of copying them (one copy on disk for two
+    `link`: hard-link the top-level safetensors instead of copying them (one copy on disk for two
     entries, e.g. a registry's base shared read-only by many test homes). Only for a source nothing
     writes in place, such as another registry entry: the registry replaces files, never edits them.
     Falls back to a copy across file systems."""
@@ -89,7 +89,7 @@ def copy_hf_folder(src: Path, stage: Path, *, source: SourceInfo | None = None, 
         target = stage / item.name
         if item.is_dir():
             shutil.copytree(item, target, ignore=shutil.ignore_patterns(*(f"*{s}" for s in PICKLE_SUFFIXES)))
-        elif link and item.suffix in (".safetensors", ".gguf"):
+        elif link and item.suffix in WEIGHT_SUFFIXES:
             try:
                 os.link(item, target)
             except OSError:  # another file system (or one without hard links)

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from agentkit.errors import BadInputError
 from agentkit.names import REGISTRY_ID
 from agentkit.registry.adapters import ADAPTER_CONFIG, ADAPTER_WEIGHTS, EXPORTED_CARD, publish
-from agentkit.registry.card import CARD_FILE, EntryKind, ModelCard, ModelTask
+from agentkit.registry.card import CARD_FILE, EntryKind, ModelCard, ModelTask, check_trained_on
 from agentkit.registry.store import Registry
 
 # ---- vLLM --------------------------------------------------------------------------------------
@@ -201,13 +201,7 @@ def _base_of(registry: Registry, card: ModelCard) -> ModelCard:
         _refuse_vllm(card.id, "its card names no base model",
                      fix=f"`agentkit models rm {card.id}` and train it again.")  # fmt: skip
     base = registry.verify(card.base)
-    expected = card.lineage.get("base_weights_sha256")
-    if expected and expected != base.weights:
-        raise BadInputError(
-            f"Adapter {card.id!r} was trained on other weights than the {card.base!r} now in the registry "
-            "(base sha256 differs).",
-            fix=f"re-import the original base, or retrain the adapter on this {card.base!r}.",
-        )
+    check_trained_on(card, base)
     if not (registry.entry_dir(card.base) / "config.json").is_file():
         _refuse_vllm(card.id, f"its base {card.base!r} has no config.json, so vLLM cannot load it",
                      fix="import the base as a Hugging Face folder (`agentkit models import DIR`).")

@@ -12,10 +12,10 @@ from typing import Any
 from agentkit.errors import BadInputError
 from agentkit.registry import ModelCard, Registry, SourceInfo
 from agentkit.tuning.dpo.config import DpoMethodConfig
-from agentkit.tuning.preference import PreferencePair, load_preference_split
+from agentkit.tuning.preference import PreferencePair, data_sha256, load_preference_split
 from agentkit.tuning.reporting import progress_callback, write_artifacts
-from agentkit.tuning.reward.trainer import data_sha256
 from agentkit.tuning.sft.start import StartPoint, load_start, resolve_start
+from agentkit.tuning.stage import check_output_free
 
 
 def trl_rows(pairs: list[PreferencePair]) -> Any:
@@ -86,9 +86,7 @@ class DpoRun:
         from trl import DPOConfig, DPOTrainer
 
         registry = registry or Registry.default()
-        if config.output in registry:
-            raise BadInputError(f"output {config.output!r} already exists in the registry.",
-                                fix=f"choose another `output:` or `agentkit models rm {config.output}`.")  # fmt: skip
+        check_output_free(registry, config.output)
         method: DpoMethodConfig = config.method_config
         start = resolve_start(registry, config.base)
         train, held = load_preference_split(config.data)

@@ -29,7 +29,3 @@ class GroupMethodConfig(BaseModel):
 
 class GRPOMethodConfig(GroupMethodConfig):
     """GRPO (Shao et al. 2024): advantage = (score - group mean) / group std."""
-
-
-class RLOOMethodConfig(GroupMethodConfig):
-    """RLOO (Ahmadian et al. 2024): advantage = score - mean of the other G - 1 scores."""

@@ -7,8 +7,8 @@ from typing import Any
 
 from agentkit.errors import BadInputError
 from agentkit.registry import ModelCard, Registry
-from agentkit.tuning.ppo.policy import PolicySource, check_reward_tokenizer
-from agentkit.tuning.ppo.stage import check_fresh_output, load_reward, load_stage_prompts, register_rl_result
+from agentkit.tuning.rl_policy import PolicySource, check_reward_tokenizer
+from agentkit.tuning.rl_stage import check_fresh_output, load_reward, load_stage_prompts, register_rl_result
 
 CURVES = {"reward": "reward-model score (mean)", "kl": "KL to reference (per token)", "loss": "loss",
           "entropy": "entropy (nats / token)", "reward_std": "score std within batch",

@@ -13,9 +13,9 @@ from agentkit.registry import ModelCard, Registry
 from agentkit.tuning.ppo.advantages import gae, masked_mean, masked_whiten, token_rewards
 from agentkit.tuning.ppo.kl_control import AdaptiveKLController, FixedKLController
 from agentkit.tuning.ppo.losses import entropy_of, logprobs_of, policy_loss, value_loss
-from agentkit.tuning.ppo.policy import PolicySource, check_reward_tokenizer, new_lora
+from agentkit.tuning.rl_policy import PolicySource, check_reward_tokenizer, new_lora
 from agentkit.tuning.ppo.rollout import Rollout, collect, forward_response, new_value_head
-from agentkit.tuning.ppo.stage import (
+from agentkit.tuning.rl_stage import (
     Prompts,
     check_fresh_output,
     load_reward,
@@ -208,21 +208,9 @@ class _Bar:
     """A rich progress bar on stderr: step, score, KL, ETA."""
 
     def __init__(self, total: int) -> None:
-        from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
+        from agentkit.tuning.stage import progress_bar
 
-        self.progress = Progress(TextColumn("[bold]ppo[/bold]"), BarColumn(), MofNCompleteColumn(),
-                                 TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TextColumn("eta"),
-                                 TimeRemainingColumn(), console=Console(stderr=True))  # fmt: skip
-        self.progress.start()
-        self.task = self.progress.add_task("ppo", total=total, status="")
+        self.progress, self.task = progress_bar("ppo", total, eta=True)
 
     def update(self, step: int, entry: dict[str, Any]) -> None:
         status = f"score={entry['score']:.3g} kl={entry['kl']:.3g} beta={entry['kl_coef']:.3g}"

@@ -3,7 +3,6 @@ pairwise loss -log sigmoid(r_c - r_r) (+ a centring term) -> a registered reward
 
 from __future__ import annotations
 
-import hashlib
 import json
 import random
 import time
@@ -13,15 +12,12 @@ from typing import Any
 from agentkit.errors import BadInputError
 from agentkit.models.reward import REWARD_METHOD, encode_pair
 from agentkit.registry import ModelCard, Registry, SourceInfo
-from agentkit.tuning.preference import PreferencePair, load_preference_split
+from agentkit.tuning.preference import PreferencePair, data_sha256, load_preference_split
 from agentkit.tuning.reporting import write_artifacts
 from agentkit.tuning.reward import scoring
 from agentkit.tuning.reward.config import RewardMethodConfig, linear_leaf_names
 from agentkit.tuning.sft.start import StartPoint, load_start, resolve_start
-
-
-def data_sha256(*paths: str | None) -> str:
-    return ":".join(hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in paths if p)
+from agentkit.tuning.stage import check_output_free, progress_bar
 
 
 def load_reward_model(registry: Registry, start: StartPoint, method: RewardMethodConfig) -> tuple[Any, Any]:
@@ -92,9 +88,7 @@ class RewardRun:
         from transformers import set_seed
 
         registry = registry or Registry.default()
-        if config.output in registry:
-            raise BadInputError(f"output {config.output!r} already exists in the registry.",
-                                fix=f"choose another `output:` or `agentkit models rm {config.output}`.")  # fmt: skip
+        check_output_free(registry, config.output)
         start = resolve_start(registry, config.base)
         train, held = load_preference_split(config.data)
         if not train:
@@ -219,7 +213,7 @@ class RewardRun:
         )  # linear decay to 0, after an optional linear warmup  # fmt: skip
         rng = random.Random(train.seed)
         order: list[int] = []
-        bar = _progress(steps) if progress else None
+        bar = progress_bar("reward", steps) if progress else None
         self.model.train()
         for step in range(1, steps + 1):
             losses, accs = [], []
@@ -293,16 +287,6 @@ class RewardRun:
             }
 
         return self.registry.create_entry(config.output, write)
-
-
-def _progress(total: int) -> tuple[Any, Any]:
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    bar = Progress(TextColumn("[bold]reward[/bold]"), BarColumn(), MofNCompleteColumn(),
-                   TextColumn("{task.fields[status]}"), TimeElapsedColumn(), console=Console(stderr=True))  # fmt: skip
-    bar.start()
-    return bar, bar.add_task("reward", total=total, status="")
 
 
 def run_reward(config: Any, registry: Registry, *, resume: bool = False, progress: bool = False) -> ModelCard:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from agentkit.tuning.grpo.config import RLOOMethodConfig
+from agentkit.tuning.rloo.config import RLOOMethodConfig
 from agentkit.tuning.methods import TuningMethod, register_method
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from agentkit.errors import BadInputError
 from agentkit.registry import EntryKind, ModelCard, ModelTask, Registry
+from agentkit.registry.adapters import fold_lora
 
 
 @dataclass(frozen=True)
@@ -45,18 +46,6 @@ def resolve_start(registry: Registry, entry_id: str) -> StartPoint:
     return StartPoint(card, registry.verify(card.base), entry_id)
 
 
-def merge_adapter(model: Any, path: Any) -> Any:
-    """`model` with the LoRA adapter at `path` folded in. The adapter's task type is cleared first:
-    PEFT picks its wrapper class from it, and a CAUSAL_LM adapter over a sequence classifier (an SFT
-    adapter under a reward model) would get PeftModelForCausalLM, which needs generation methods the
-    classifier lacks. The weights merge the same either way."""
-    from peft import PeftConfig, PeftModel
-
-    config = PeftConfig.from_pretrained(str(path))
-    config.task_type = None
-    return PeftModel.from_pretrained(model, str(path), config=config).merge_and_unload()
-
-
 def load_start(registry: Registry, start: StartPoint, auto_class: Any, **kwargs: Any) -> tuple[Any, Any]:
     """(model, tokenizer): the base loaded with `auto_class` (AutoModelForCausalLM or
     AutoModelForSequenceClassification), with the start adapter merged in; the tokenizer saved
@@ -69,7 +58,7 @@ def load_start(registry: Registry, start: StartPoint, auto_class: Any, **kwargs:
     if start.merged_adapter:
         # Folded in, so the stage's own LoRA (or full training) sits on top of the SFT weights, and
         # "adapter disabled" (DPO's reference) means the SFT model, not the raw base.
-        model = merge_adapter(model, registry.path(start.merged_adapter))
+        model = fold_lora(model, registry.path(start.merged_adapter))
     tokenizer = AutoTokenizer.from_pretrained(registry.path(start.entry.id), local_files_only=True)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token

@@ -4,17 +4,16 @@ policy's tokenizer), the registered result with lineage to the SFT and reward en
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from agentkit.errors import BadInputError
 from agentkit.registry import ModelCard, Registry, SourceInfo
-from agentkit.tuning.ppo.policy import PolicySource, save_folded_adapter
+from agentkit.tuning.rl_policy import PolicySource, save_folded_adapter
+from agentkit.tuning.reporting import CURVES_FILE, METRICS_FILE
+from agentkit.tuning.stage import check_output_free, plot_panels
 
-CURVES_FILE = "training_curves.png"
-METRICS_FILE = "metrics.json"
 LOG_FILE = "rl_log.json"
 
 
@@ -59,11 +58,7 @@ def check_fresh_output(registry: Registry, config: Any, resume: bool) -> None:
             f"method {config.method!r} does not keep checkpoints, so --resume has nothing to continue.",
             fix="run the stage again without --resume (in a pipeline: --stage NAME).",
         )
-    if config.output in registry:
-        raise BadInputError(
-            f"output {config.output!r} already exists in the registry.",
-            fix=f"choose another `output:` or `agentkit models rm {config.output}`.",
-        )
+    check_output_free(registry, config.output)
 
 
 def register_rl_result(registry: Registry, config: Any, source: PolicySource, peft_model: Any, tokenizer: Any,
@@ -104,36 +99,7 @@ def register_rl_result(registry: Registry, config: Any, source: PolicySource, pe
 
 
 def plot_curves(log: list[dict[str, Any]], panels: dict[str, str], path: Path) -> None:
-    """One panel per logged key in `panels` (key -> title), by step; a PNG."""
-    os.environ.setdefault("MPLBACKEND", "Agg")
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    shown = {k: t for k, t in panels.items() if any(k in e for e in log)}
-    cols = max(1, min(3, len(shown)))
-    rows = max(1, -(-len(shown) // cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(4.5 * cols, 3.4 * rows), squeeze=False)
-    for ax, (key, title) in zip(axes.flat, shown.items()):
-        points = [(e["step"], e[key]) for e in log if key in e and e[key] is not None]
-        if points:
-            ax.plot(*zip(*points), marker="." if len(points) < 40 else None, alpha=0.5 if len(points) >= 10 else 1)
-        if len(points) >= 10:  # batches of a few prompts are noisy: a trailing running mean shows the trend
-            window = max(3, len(points) // 6)
-            values = [v for _, v in points]
-            means = []
-            for i in range(len(values)):
-                recent = values[max(0, i - window + 1) : i + 1]
-                means.append(sum(recent) / len(recent))
-            ax.plot([s for s, _ in points], means, color="C3", label=f"mean of last {window}")
-            ax.legend(fontsize=7, loc="best")
-        ax.set(xlabel="step", title=title)
-        ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(shown) :]:
-        ax.axis("off")
-    fig.tight_layout()
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=80)
-    plt.close(fig)
-    os.replace(tmp, path)
+    """One panel per logged key in `panels` (key -> title), by step, with its trend; a PNG."""
+    series = {title: {key: [(e["step"], e[key]) for e in log if e.get(key) is not None]}
+              for key, title in panels.items()}  # fmt: skip
+    plot_panels(series, path, trend=True)
