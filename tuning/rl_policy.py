@@ -54,16 +54,12 @@ class PolicySource:
 
     def load(self, registry: Registry) -> tuple[Any, Any]:
         """(model, tokenizer): the base with the SFT LoRA merged into its weights, fp32, train mode off."""
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoModelForCausalLM
 
-        tok_path = self.sft_lora if self.sft_lora is not None else registry.path(self.base)
-        tokenizer = AutoTokenizer.from_pretrained(tok_path, local_files_only=True)
-        if tokenizer.pad_token is None:
-            tokenizer.pad_token = tokenizer.eos_token
-        model = AutoModelForCausalLM.from_pretrained(
-            registry.path(self.base), use_safetensors=True, local_files_only=True, dtype=torch.float32
-        )
+        from agentkit.registry.loading import load_tokenizer, load_weights
+
+        tokenizer = load_tokenizer(self.sft_lora if self.sft_lora is not None else registry.path(self.base))
+        model = load_weights(registry.path(self.base), AutoModelForCausalLM)
         if self.sft_lora is not None:
             from peft import PeftModel
 

@@ -26,8 +26,9 @@ _BASE_TASKS = {
 
 
 def _load_base(registry: Registry, config: TuneConfig, num_labels: int | None, label_names: list[str] | None) -> tuple[Any, Any, ModelCard]:
-    import torch
-    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    from agentkit.registry.loading import load_tokenizer, load_weights
 
     card = registry.verify(config.base)
     if card.kind is not EntryKind.BASE or card.task not in _BASE_TASKS[config.task]:
@@ -37,18 +38,13 @@ def _load_base(registry: Registry, config: TuneConfig, num_labels: int | None, l
             fix="use a causal_lm base (smollm2-135m-instruct) for causal_lm, an encoder (minilm-l6) for classification.",
         )
     path = registry.path(config.base)
-    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    common = {"use_safetensors": True, "local_files_only": True, "dtype": torch.float32}
+    tokenizer = load_tokenizer(path)
     if config.task == "causal_lm":
-        model = AutoModelForCausalLM.from_pretrained(path, **common)
+        model = load_weights(path, AutoModelForCausalLM)
     else:
         names = label_names or [str(i) for i in range(num_labels or 2)]
-        model = AutoModelForSequenceClassification.from_pretrained(
-            path, num_labels=len(names), id2label=dict(enumerate(names)),
-            label2id={n: i for i, n in enumerate(names)}, **common,
-        )  # fmt: skip
+        model = load_weights(path, AutoModelForSequenceClassification, num_labels=len(names),
+                             id2label=dict(enumerate(names)), label2id={n: i for i, n in enumerate(names)})  # fmt: skip
         model.config.pad_token_id = tokenizer.pad_token_id
     return model, tokenizer, card
 

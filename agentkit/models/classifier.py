@@ -131,25 +131,24 @@ class _LoadedClassifier:
 
     @classmethod
     def _load(cls, registry: Registry, spec: _Resolved) -> _LoadedClassifier:
-        import torch
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+        from transformers import AutoModelForSequenceClassification
+
+        from agentkit.registry.loading import load_tokenizer, load_weights
 
         registry.verify(spec.base.id)
-        common: dict[str, Any] = {"use_safetensors": True, "local_files_only": True, "dtype": torch.float32}
+        common: dict[str, Any] = {}
         if spec.labels:  # the head's size and names come from the card, as they did in training
             common.update(num_labels=len(spec.labels), id2label=dict(enumerate(spec.labels)),
                           label2id={n: i for i, n in enumerate(spec.labels)})  # fmt: skip
         if spec.adapter is None:
-            model = AutoModelForSequenceClassification.from_pretrained(registry.path(spec.base.id), **common)
+            model = load_weights(registry.path(spec.base.id), AutoModelForSequenceClassification, **common)
             source = spec.base.id
         else:
             from peft import PeftModel
 
             registry.verify(spec.adapter.id)
             with quiet_head_load():
-                model = AutoModelForSequenceClassification.from_pretrained(
-                    registry.path(spec.base.id), **common
-                )
+                model = load_weights(registry.path(spec.base.id), AutoModelForSequenceClassification, **common)
                 # PEFT's SEQ_CLS task saves the trained head (modules_to_save), so it replaces the
                 # randomly initialised one transformers just built.
                 model = PeftModel.from_pretrained(
@@ -162,9 +161,7 @@ class _LoadedClassifier:
                 model = model.merge_and_unload()
             source = spec.adapter.id  # the tokenizer saved with the adapter is the one it trained with
         model.eval()
-        tokenizer = AutoTokenizer.from_pretrained(registry.path(source), local_files_only=True)
-        if tokenizer.pad_token is None:
-            tokenizer.pad_token = tokenizer.eos_token
+        tokenizer = load_tokenizer(registry.path(source))
         model.config.pad_token_id = tokenizer.pad_token_id  # last-token heads (GPT-2 style) need it
         config_labels = getattr(model.config, "id2label", None) or {}
         labels = spec.labels or [str(config_labels.get(i, i)) for i in range(model.config.num_labels)]

@@ -108,18 +108,13 @@ class RewardModel(Runnable[dict, float]):
     def load(cls, entry_id: str, registry: Registry | None = None) -> RewardModel:
         """Load (sha256-verified) a reward entry: a LoRA adapter with its trained score head on its
         base, or a fully fine-tuned sequence classifier; weights in eval mode, LoRA merged."""
-        import torch
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+        from transformers import AutoModelForSequenceClassification
+
+        from agentkit.registry.loading import load_tokenizer, load_weights
 
         registry = registry or Registry.default()
         card = reward_card(registry, entry_id)
         registry.verify(entry_id)
-        common: dict[str, Any] = {
-            "use_safetensors": True,
-            "local_files_only": True,
-            "dtype": torch.float32,
-            "num_labels": 1,
-        }
         if card.kind is EntryKind.ADAPTER:
             from peft import PeftModel
 
@@ -127,7 +122,7 @@ class RewardModel(Runnable[dict, float]):
 
             registry.verify(card.base)
             with quiet_head_load():
-                model = AutoModelForSequenceClassification.from_pretrained(registry.path(card.base), **common)
+                model = load_weights(registry.path(card.base), AutoModelForSequenceClassification, num_labels=1)
                 start = card.lineage.get("merged_adapter")  # an SFT adapter the reward LoRA was trained over
                 if start:
                     registry.verify(start)
@@ -137,10 +132,8 @@ class RewardModel(Runnable[dict, float]):
                 model = PeftModel.from_pretrained(model, str(registry.path(entry_id)), is_trainable=False)
             model = model.merge_and_unload()  # one matmul per layer instead of three
         else:
-            model = AutoModelForSequenceClassification.from_pretrained(registry.path(entry_id), **common)
-        tokenizer = AutoTokenizer.from_pretrained(registry.path(entry_id), local_files_only=True)
-        if tokenizer.pad_token is None:
-            tokenizer.pad_token = tokenizer.eos_token
+            model = load_weights(registry.path(entry_id), AutoModelForSequenceClassification, num_labels=1)
+        tokenizer = load_tokenizer(registry.path(entry_id))
         model.config.pad_token_id = tokenizer.pad_token_id
         max_length = int(
             ((card.lineage.get("config") or {}).get("train") or {}).get("max_length") or DEFAULT_MAX_LENGTH

@@ -145,15 +145,14 @@ class LoadedModel:
 
     @classmethod
     def _load(cls, registry: Registry, model_id: str) -> LoadedModel:
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoModelForCausalLM
+
+        from agentkit.registry.loading import load_tokenizer, load_weights
 
         registry.verify(model_id)
         path = registry.path(model_id)
-        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-        model = AutoModelForCausalLM.from_pretrained(
-            path, use_safetensors=True, local_files_only=True, dtype=torch.float32
-        )
+        tokenizer = load_tokenizer(path, pad=False)
+        model = load_weights(path, AutoModelForCausalLM)
         model.eval()
         return cls(registry, model_id, model, tokenizer)
 

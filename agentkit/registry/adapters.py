@@ -85,14 +85,15 @@ def merge_adapter(registry: Registry, adapter: str, output: str) -> ModelCard:
         )
 
     def write(stage: Path) -> dict[str, Any]:
-        import torch
         from peft import PeftModel
         from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+
+        from agentkit.registry.loading import load_weights
 
         base_path = registry.path(card.base)
         registry.verify(card.base)
         auto = AutoModelForCausalLM if card.task is ModelTask.CAUSAL_LM else AutoModelForSequenceClassification
-        base = auto.from_pretrained(base_path, use_safetensors=True, local_files_only=True, dtype=torch.float32)
+        base = load_weights(base_path, auto)
         merged = PeftModel.from_pretrained(base, str(registry.path(adapter))).merge_and_unload()
         merged.save_pretrained(stage, safe_serialization=True)
         AutoTokenizer.from_pretrained(registry.path(adapter), local_files_only=True).save_pretrained(stage)

@@ -85,6 +85,8 @@ class DpoRun:
         from transformers import AutoModelForCausalLM, PrinterCallback, set_seed
         from trl import DPOConfig, DPOTrainer
 
+        from agentkit.registry.loading import load_weights
+
         registry = registry or Registry.default()
         check_output_free(registry, config.output)
         method: DpoMethodConfig = config.method_config
@@ -98,8 +100,7 @@ class DpoRun:
             # reference is the SFT model and the result is one adapter on the base.
             from peft import PeftModel
 
-            common = {"use_safetensors": True, "local_files_only": True, "dtype": torch.float32}
-            model = AutoModelForCausalLM.from_pretrained(registry.path(start.base.id), **common)
+            model = load_weights(registry.path(start.base.id), AutoModelForCausalLM)
             model = PeftModel.from_pretrained(model, str(registry.path(start.entry.id)), is_trainable=True)
             _, tokenizer = load_start(
                 registry, StartPoint(start.entry, start.base, None), AutoModelForCausalLM

@@ -50,17 +50,13 @@ def load_start(registry: Registry, start: StartPoint, auto_class: Any, **kwargs:
     """(model, tokenizer): the base loaded with `auto_class` (AutoModelForCausalLM or
     AutoModelForSequenceClassification), with the start adapter merged in; the tokenizer saved
     with the start entry (the one its chat template trained with)."""
-    import torch
-    from transformers import AutoTokenizer
+    from agentkit.registry.loading import load_tokenizer, load_weights
 
-    common = {"use_safetensors": True, "local_files_only": True, "dtype": torch.float32, **kwargs}
-    model = auto_class.from_pretrained(registry.path(start.base.id), **common)
+    model = load_weights(registry.path(start.base.id), auto_class, **kwargs)
     if start.merged_adapter:
         # Folded in, so the stage's own LoRA (or full training) sits on top of the SFT weights, and
         # "adapter disabled" (DPO's reference) means the SFT model, not the raw base.
         model = fold_lora(model, registry.path(start.merged_adapter))
-    tokenizer = AutoTokenizer.from_pretrained(registry.path(start.entry.id), local_files_only=True)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer = load_tokenizer(registry.path(start.entry.id))
     model.config.pad_token_id = tokenizer.pad_token_id
     return model, tokenizer
