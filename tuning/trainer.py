@@ -134,6 +134,9 @@ class Run:
         from transformers import EarlyStoppingCallback, PrinterCallback, Trainer
 
         registry = registry or Registry.default()
+        if get_method(config.method).apply is None:
+            raise BadInputError(f"method {config.method!r} trains with a loop of its own, not the shared Trainer path.",
+                                fix="run it with `agentkit tune CONFIG` (or get_method(name).run), not Run.prepare.")  # fmt: skip
         check_output_free(registry, config.output)
         if config.train.deepspeed:  # before the model loads: a missing engine should cost nothing
             _check_deepspeed(config.train.deepspeed)

@@ -77,9 +77,9 @@ class RunStore:
     def summary(self, run_id: str) -> dict[str, Any]:
         """start + end merged: id, name, status ('running' or 'interrupted?' without an end), steps..."""
         records = self.records(run_id)
-        start = next((r for r in records if r["type"] == "start"), {})
-        end = next((r for r in reversed(records) if r["type"] == "end"), None)
-        steps = [r for r in records if r["type"] == "step"]
+        start = next((r for r in records if r.get("type") == "start"), {})
+        end = next((r for r in reversed(records) if r.get("type") == "end"), None)
+        steps = [r for r in records if r.get("type") == "step"]
         return {
             "run_id": run_id,
             "name": start.get("name", "?"),
@@ -94,14 +94,18 @@ class RunStore:
 
 
 def read_trace(path: Path) -> Iterator[dict[str, Any]]:
-    with path.open(encoding="utf-8") as handle:
+    """The records (JSON objects) of a trace; a line cut by a kill mid-write, bytes that are not
+    UTF-8 or a line that is not an object are passed over, and the records around them stand."""
+    with path.open(encoding="utf-8", errors="replace") as handle:
         for line in handle:
             line = line.strip()
             if line:
                 try:
-                    yield json.loads(line)
+                    record = json.loads(line)
                 except json.JSONDecodeError:
-                    continue  # a line cut by a kill mid-write; the records before it stand
+                    continue
+                if isinstance(record, dict):
+                    yield record
 
 
 class TraceWriter:

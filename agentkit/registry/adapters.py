@@ -86,9 +86,9 @@ def merge_adapter(registry: Registry, adapter: str, output: str) -> ModelCard:
 
     def write(stage: Path) -> dict[str, Any]:
         from peft import PeftModel
-        from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+        from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
-        from agentkit.registry.loading import load_weights
+        from agentkit.registry.loading import load_tokenizer, load_weights
 
         base_path = registry.path(card.base)
         registry.verify(card.base)
@@ -96,7 +96,7 @@ def merge_adapter(registry: Registry, adapter: str, output: str) -> ModelCard:
         base = load_weights(base_path, auto)
         merged = PeftModel.from_pretrained(base, str(registry.path(adapter))).merge_and_unload()
         merged.save_pretrained(stage, safe_serialization=True)
-        AutoTokenizer.from_pretrained(registry.path(adapter), local_files_only=True).save_pretrained(stage)
+        load_tokenizer(registry.path(adapter), pad=False).save_pretrained(stage)
         return {
             "kind": "base",
             "task": card.task,

@@ -145,6 +145,9 @@ def export_vllm(registry: Registry, adapter: str, target: Path, *, name: str | N
     base_path = registry.entry_dir(base_card.id).resolve()
     drop, notes = _check_weights(source / ADAPTER_WEIGHTS, adapter, base_path)
     target = Path(target).resolve()
+    if "=" in str(target) or "," in str(target):  # vLLM splits `--lora-modules NAME=DIR` at '=' and ','
+        raise BadInputError(f"{target} holds '=' or ',', which `vllm serve --lora-modules NAME=DIR` cannot parse.",
+                            fix="export to a folder whose path has neither.")  # fmt: skip
     name = REGISTRY_ID.check(name) if name is not None else adapter  # no '=' or space in NAME=DIR
     template = card.chat_template if card.chat_template != base_card.chat_template else None
     skip = {CARD_FILE, ADAPTER_CONFIG, ADAPTER_WEIGHTS} | ({card.gguf.file} if card.gguf else set())

@@ -20,7 +20,7 @@ from agentkit.registry import Registry
 from agentkit.server import schemas
 from agentkit.server.catalog import list_chat_models
 from agentkit.server.chat import ChatModelFactory, ChatService, local_chat_model
-from agentkit.server.dashboard import COOKIE, dashboard_routes
+from agentkit.server.dashboard import COOKIE, install_dashboard, session_token
 from agentkit.server.embeddings import embed
 from agentkit.server.errors import ApiError, bad_request, from_exception, model_not_found
 from agentkit.server.jobs import FineTuning
@@ -58,8 +58,9 @@ def create_app(settings: ServeSettings | None = None, *, chat_model: ChatModelFa
         if settings.api_key is None:
             return
         scheme, _, given = request.headers.get("authorization", "").partition(" ")
-        if not given and request.cookies.get(COOKIE):  # the dashboard, signed in at /login
-            scheme, given = "bearer", request.cookies[COOKIE]
+        cookie = request.cookies.get(COOKIE)
+        if not given and cookie and secrets.compare_digest(cookie.encode(), session_token(settings.api_key).encode()):
+            return  # the dashboard, signed in at /login
         if scheme.lower() != "bearer" or not given:
             raise ApiError(401, "Missing API key. Fix: send the header `Authorization: Bearer KEY` (the key "
                            "`agentkit serve` was started with).", code="invalid_api_key")  # fmt: skip
@@ -121,27 +122,48 @@ def create_app(settings: ServeSettings | None = None, *, chat_model: ChatModelFa
             raise from_exception(exc, failed="The embedding model") from None
 
     app.include_router(fine_tuning_routes(tuning, read_json, keyed))  # /v1/files, /v1/fine_tuning/jobs
-    app.include_router(dashboard_routes(settings, registry, tuning))  # /, /jobs, /runs, /indexes, /playground
-    _refuse_other_origins(app)
+    install_dashboard(app, settings, registry, tuning)  # /, /jobs, /runs, /indexes, /playground
+    _refuse_other_sites(app, settings)
     return app
 
 
-def _refuse_other_origins(app: FastAPI) -> None:
-    """A page of another site may not drive this server from a visitor's browser: a request that
-    changes something (POST, DELETE) and names another origin gets 403. Browsers send `Origin` on
-    such requests; the openai client and curl send none and are not affected."""
+def _refuse_other_sites(app: FastAPI, settings: ServeSettings) -> None:
+    """Pages of other sites may not drive this server from a visitor's browser.
+
+    - A request that changes something (POST, DELETE) and names another origin (`Origin`, or
+      `Sec-Fetch-Site: cross-site / same-site`) gets 403. The openai client and curl send neither.
+    - Bound to loopback, a request whose Host is not a loopback name gets 403 too: a site whose
+      name was re-pointed at 127.0.0.1 (DNS rebinding) is same-origin with itself, not with us."""
 
     @app.middleware("http")
     async def same_origin(request: Request, call_next: Any) -> Any:
-        origin = request.headers.get("origin")
-        if request.method not in ("GET", "HEAD", "OPTIONS") and origin is not None:
-            host = request.headers.get("host", "")
-            if origin == "null" or origin.split("://", 1)[-1].rstrip("/") != host:
-                error = ApiError(403, f"Requests from {origin} may not use this server: only its own pages may. "
-                                 "Fix: call it from a program (no Origin header) or from its dashboard.",
-                                 code="cross_origin")  # fmt: skip
-                return JSONResponse(error.body(), status_code=403)
+        host = request.headers.get("host", "")
+        if settings.loopback_only and _host_name(host) not in _LOOPBACK_NAMES:
+            return _forbidden(f"Host {host!r} is not this machine's loopback address. Fix: use "
+                              f"http://127.0.0.1:{settings.port}/, or serve with --host for other names.",
+                              code="untrusted_host")  # fmt: skip
+        if request.method not in ("GET", "HEAD", "OPTIONS"):
+            origin = request.headers.get("origin")
+            fetch_site = request.headers.get("sec-fetch-site", "")
+            crossed = origin is not None and (origin == "null" or origin.split("://", 1)[-1].rstrip("/") != host)
+            if crossed or fetch_site in ("cross-site", "same-site"):
+                return _forbidden(f"Requests from {origin or 'another site'} may not use this server: only its own "
+                                  "pages may. Fix: call it from a program (no Origin header) or from its dashboard.",
+                                  code="cross_origin")  # fmt: skip
         return await call_next(request)
+
+
+_LOOPBACK_NAMES = {"127.0.0.1", "localhost", "::1"}
+
+
+def _host_name(host: str) -> str:
+    """`127.0.0.1:8000` -> `127.0.0.1`, `[::1]:8000` -> `::1`; any 127.x address counts as 127.0.0.1."""
+    name = host[1:].split("]", 1)[0] if host.startswith("[") else host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    return "127.0.0.1" if name.startswith("127.") and name.replace(".", "").isdigit() else name.lower()
+
+
+def _forbidden(message: str, *, code: str) -> JSONResponse:
+    return JSONResponse(ApiError(403, message, code=code).body(), status_code=403)
 
 
 def _too_large(size: int, limit: int) -> ApiError:

@@ -61,7 +61,7 @@ def runs(tmp_path: Path) -> Path:
 
 def client(home: Path, runs: Path | None = None, **settings: Any) -> TestClient:
     options = {"home": str(home), "runs_dir": str(runs) if runs else None, **settings}
-    return TestClient(create_app(ServeSettings(**options)), raise_server_exceptions=False)
+    return TestClient(create_app(ServeSettings(**options)), raise_server_exceptions=False, base_url="http://127.0.0.1:8000")
 
 
 def test_registry_page_shows_entries_aliases_metrics_and_the_lineage_edges(home: Path) -> None:
@@ -137,11 +137,11 @@ def test_after_login_only_a_path_of_this_server(target: str) -> None:
 def test_a_change_sent_from_another_site_is_refused_before_it_runs(home: Path) -> None:
     web = client(home)
     body = {"model": "tiny-chat", "training_file": "file-x"}
-    for origin in ("http://evil.example", "null", "http://testserver.evil.example"):
+    for origin in ("http://evil.example", "null", "http://127.0.0.1:8000.evil.example", "http://127.0.0.1:9999"):
         reply = web.post("/v1/fine_tuning/jobs", json=body, headers={"Origin": origin})
         assert reply.status_code == 403 and reply.json()["error"]["code"] == "cross_origin", origin
     # its own pages (same origin), and programs that send no Origin, go on to the route
-    assert web.post("/v1/fine_tuning/jobs", json=body, headers={"Origin": "http://testserver"}).status_code == 400
+    assert web.post("/v1/fine_tuning/jobs", json=body, headers={"Origin": "http://127.0.0.1:8000"}).status_code == 400
     assert web.post("/v1/fine_tuning/jobs", json=body).status_code == 400
     assert web.get("/", headers={"Origin": "http://evil.example"}).status_code == 200  # reading changes nothing
 
@@ -157,3 +157,57 @@ def test_every_page_renders_on_an_empty_home(tmp_path: Path) -> None:
 def test_a_bad_search_names_the_field(home: Path) -> None:
     error = client(home).get("/indexes/x?q=a&mode=fuzzy").json()["error"]
     assert error["param"] == "mode" and "hybrid, dense, bm25" in error["message"]
+
+
+def test_signed_out_a_page_does_no_work_and_a_view_never_installs_a_model(home: Path) -> None:
+    web = client(home, api_key=KEY)
+    for path in ("/models/smollm2-135m-instruct", "/indexes/x?q=hi", "/runs/nope", "/models/nope"):
+        reply = web.get(path, follow_redirects=False)
+        assert reply.status_code == 303 and reply.headers["location"].startswith("/login?next="), path
+    assert "smollm2-135m-instruct" not in Registry(home)
+    # signed in, an entry page is a read: a built-in not installed is a 404, not a conversion
+    web.post("/login", data={"key": KEY, "next": "/"}, follow_redirects=False)
+    assert web.get("/models/smollm2-135m-instruct").status_code == 404
+    assert "smollm2-135m-instruct" not in Registry(home)
+
+
+def test_the_cookie_holds_a_token_not_the_key(home: Path) -> None:
+    web = client(home, api_key=KEY)
+    reply = web.post("/login", data={"key": KEY, "next": "/"}, follow_redirects=False)
+    token = reply.cookies["agentkit_key"]
+    assert token and KEY not in token and len(token) == 64
+    forged = client(home, api_key=KEY)
+    forged.cookies.set("agentkit_key", KEY)  # the key itself is not a session
+    assert forged.get("/v1/models").status_code == 401
+
+
+def test_another_host_name_and_a_cross_site_fetch_are_refused(home: Path) -> None:
+    web = client(home)
+    rebound = web.get("/", headers={"Host": "evil.example:8000"})  # DNS rebinding: same origin, wrong host
+    assert rebound.status_code == 403 and rebound.json()["error"]["code"] == "untrusted_host"
+    assert web.get("/", headers={"Host": "localhost:8000"}).status_code == 200
+    crossed = web.post("/v1/files", headers={"Sec-Fetch-Site": "cross-site"})
+    assert crossed.status_code == 403 and crossed.json()["error"]["code"] == "cross_origin"
+
+
+def test_pages_may_not_be_framed_by_other_sites(home: Path) -> None:
+    headers = client(home).get("/").headers
+    assert headers["x-frame-options"] == "DENY" and "frame-ancestors 'none'" in headers["content-security-policy"]
+
+
+def test_a_damaged_trace_gives_a_partial_page_not_an_error(home: Path, tmp_path: Path) -> None:
+    run = tmp_path / "runs" / "20261204-130000-damaged-0002"
+    run.mkdir(parents=True)
+    lines = [b'{"type": "start", "name": "damaged", "goals": ["g"]}', b"\xff\xfe not utf-8", b"5", b'{"no": "type"}',
+             b'{"type": "plan", "steps": [{"intent": "x", "tool": null}, 3]}',
+             b'{"type": "step", "step": 1, "action": "calculator", "ok": true}']  # fmt: skip
+    (run / "trace.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+    web = client(home, tmp_path / "runs")
+    assert web.get("/runs").status_code == 200
+    page = web.get("/runs/20261204-130000-damaged-0002")
+    assert page.status_code == 200 and "Plan for goal 1" in page.text and "calculator" in page.text
+
+
+def test_a_search_k_that_is_not_a_number_names_the_field(home: Path) -> None:
+    error = client(home).get("/indexes/x?q=a&k=abc").json()["error"]
+    assert error["param"] == "k"

@@ -270,3 +270,10 @@ def test_for_peft_is_still_the_default_plain_copy(home: Registry, tmp_path: Path
     assert {p.name for p in out.iterdir()} == {p.name for p in registered.iterdir()} - {"card.json"} | {
         "agentkit_card.json"}  # fmt: skip
     assert (out / "adapter_config.json").read_bytes() == (registered / "adapter_config.json").read_bytes()
+
+
+def test_a_folder_path_vllm_cannot_parse_is_refused(lab: Registry, tmp_path: Path) -> None:
+    for name in ("a=b", "a,b"):
+        with pytest.raises(BadInputError, match="cannot parse"):
+            export_vllm(lab, "tiny-lora", tmp_path / name)
+        assert not (tmp_path / name).exists()

@@ -98,7 +98,7 @@ class Served:
 
         options = {"home": str(home), "api_key": KEY, "max_tokens": 64, "default_max_tokens": 16, **settings}
         self.app = create_app(ServeSettings(**options), chat_model=make)
-        self.client = TestClient(self.app, raise_server_exceptions=False)
+        self.client = TestClient(self.app, raise_server_exceptions=False, base_url="http://127.0.0.1:8000")
 
     def chat(self, **body: Any) -> Any:
         return self.client.post("/v1/chat/completions", json={"model": "tiny-chat", **body}, headers=AUTH)

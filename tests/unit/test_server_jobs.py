@@ -107,13 +107,13 @@ def make_app(home: Path, **settings: Any) -> Any:
 @pytest.fixture
 def client(home: Path) -> Iterator[TestClient]:
     """No lifespan: the runner does not start, so jobs stay queued (request checks only)."""
-    yield TestClient(make_app(home), raise_server_exceptions=False)
+    yield TestClient(make_app(home), raise_server_exceptions=False, base_url="http://127.0.0.1:8000")
 
 
 @pytest.fixture
 def running(home: Path) -> Iterator[TestClient]:
     """With the lifespan: the runner starts, recovers, and runs the queue."""
-    with TestClient(make_app(home), raise_server_exceptions=False) as client:
+    with TestClient(make_app(home), raise_server_exceptions=False, base_url="http://127.0.0.1:8000") as client:
         yield client
 
 
@@ -216,7 +216,7 @@ def test_a_bad_row_is_refused_naming_its_line_and_field(client: TestClient, home
 
 
 def test_uploads_outside_the_rules_are_refused(home: Path) -> None:
-    client = TestClient(make_app(home, max_upload_bytes=2000), raise_server_exceptions=False)
+    client = TestClient(make_app(home, max_upload_bytes=2000), raise_server_exceptions=False, base_url="http://127.0.0.1:8000")
     assert error_of(upload(client, jsonl(chat_row()), purpose="assistants"), 400)["param"] == "purpose"
     assert error_of(upload(client, jsonl(*[chat_row()] * 30)), 413)["code"] == "file_too_large"
     assert error_of(upload(client, b""), 400)["code"] == "invalid_file"
@@ -252,7 +252,7 @@ def test_a_supervised_job_is_queued_with_its_tune_yaml(client: TestClient, home:
 
 
 def test_the_servers_step_cap_shortens_jobs_and_never_lengthens_them(home: Path) -> None:
-    client = TestClient(make_app(home, fine_tune_max_steps=3))
+    client = TestClient(make_app(home, fine_tune_max_steps=3), base_url="http://127.0.0.1:8000")
     eight = file_id(client, jsonl(*[chat_row()] * 8))
     for batch_size, epochs, max_steps in ((2, 1, 3), (4, 1, None), (8, 3, None), (8, 4, 3)):
         hyper = {"batch_size": batch_size, "n_epochs": epochs}
@@ -391,12 +391,12 @@ def test_a_worker_that_fails_or_dies_fails_its_job_with_the_reason(running: Test
 
 # ---- restarts -----------------------------------------------------------------------------------
 def test_files_jobs_and_events_outlive_a_restart(home: Path) -> None:
-    with TestClient(make_app(home)) as first:
+    with TestClient(make_app(home), base_url="http://127.0.0.1:8000") as first:
         chat = file_id(first, jsonl(chat_row()))
         done = wait_for(first, job(first, chat, suffix="ok")["id"], "succeeded")
         queued = job(first, chat, suffix="hang")  # running when the server stops: failed, not lost
         wait_for(first, queued["id"], "running")
-    with TestClient(make_app(home)) as second:
+    with TestClient(make_app(home), base_url="http://127.0.0.1:8000") as second:
         assert [f["id"] for f in second.get("/v1/files", headers=AUTH).json()["data"]] == [chat]
         assert second.get(f"/v1/fine_tuning/jobs/{done['id']}", headers=AUTH).json() == done
         assert any(e["type"] == "metrics" for e in events(second, done["id"]))
@@ -405,9 +405,9 @@ def test_files_jobs_and_events_outlive_a_restart(home: Path) -> None:
 
 
 def test_queued_jobs_run_after_a_restart(home: Path) -> None:
-    client = TestClient(make_app(home))  # no lifespan: nothing runs
+    client = TestClient(make_app(home), base_url="http://127.0.0.1:8000")  # no lifespan: nothing runs
     made = job(client, file_id(client, jsonl(chat_row())), suffix="ok")
-    with TestClient(make_app(home)) as restarted:
+    with TestClient(make_app(home), base_url="http://127.0.0.1:8000") as restarted:
         assert wait_for(restarted, made["id"], "succeeded")["fine_tuned_model"]
 
 
@@ -419,19 +419,19 @@ def _mark_running(home: Path, job_id: str, pid: int, token: str) -> None:
 
 
 def test_a_running_job_whose_worker_died_with_the_server_is_failed_on_restart(home: Path) -> None:
-    client = TestClient(make_app(home))
+    client = TestClient(make_app(home), base_url="http://127.0.0.1:8000")
     made = job(client, file_id(client, jsonl(chat_row())), suffix="ok")
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     token = _start_token(gone.pid) or "0"
     gone.wait()
     _mark_running(home, made["id"], gone.pid, token)
-    with TestClient(make_app(home)) as restarted:
+    with TestClient(make_app(home), base_url="http://127.0.0.1:8000") as restarted:
         failed = wait_for(restarted, made["id"], "failed", "succeeded")
     assert failed["status"] == "failed" and failed["error"]["message"].startswith("The worker is gone")
 
 
 def test_a_worker_that_outlived_its_server_is_adopted_on_restart(home: Path) -> None:
-    client = TestClient(make_app(home))
+    client = TestClient(make_app(home), base_url="http://127.0.0.1:8000")
     made = job(client, file_id(client, jsonl(chat_row())), suffix="hang")
     where = folder(home, made["id"])
     env = {**os.environ, "AGENTKIT_HOME": str(home)}
@@ -441,7 +441,7 @@ def test_a_worker_that_outlived_its_server_is_adopted_on_restart(home: Path) -> 
         while not (where / "events.jsonl").exists() and time.monotonic() < deadline:
             time.sleep(0.05)
         _mark_running(home, made["id"], orphan.pid, _start_token(orphan.pid) or "")
-        with TestClient(make_app(home)) as restarted:
+        with TestClient(make_app(home), base_url="http://127.0.0.1:8000") as restarted:
             time.sleep(0.5)
             assert restarted.get(f"/v1/fine_tuning/jobs/{made['id']}", headers=AUTH).json()["status"] == "running"
             (where / "release").touch()

@@ -106,3 +106,13 @@ def test_checkpoints_kept_default_to_the_environment_then_two(monkeypatch: pytes
     monkeypatch.setenv("AGENTKIT_SAVE_TOTAL_LIMIT", "none")
     with pytest.raises(BadInputError, match="AGENTKIT_SAVE_TOTAL_LIMIT is 'none'"):
         TrainConfig()
+
+
+def test_the_shared_trainer_path_refuses_a_method_with_its_own_loop(tmp_path: Path) -> None:
+    from agentkit.registry import Registry
+    from agentkit.tuning.trainer import Run
+
+    config = TuneConfig.model_validate({"base": "x", "method": "ppo", "output": "y",
+                                        "ppo": {"reward_model": "r"}, "data": {"train": "p.jsonl"}})  # fmt: skip
+    with pytest.raises(BadInputError, match="loop of its own"):
+        Run.prepare(config, Registry(tmp_path))

@@ -86,8 +86,18 @@ def lineage_graph(cards: list[ModelCard], aliases: dict[str, list[str]]) -> dict
     return {"nodes": nodes, "edges": edges, "width": width, "height": height}
 
 
+def known_entry(registry: Registry, entry_id: str) -> ModelCard:
+    """The card of an entry the registry holds now. Unlike `registry.card`, a built-in not yet
+    installed is not converted: a page view never writes to the registry."""
+    from agentkit.errors import UnknownModelError
+
+    if entry_id not in registry:
+        raise UnknownModelError(f"No entry {entry_id!r} in the registry.", fix="pick one on the registry page (/).")
+    return registry.card(entry_id)
+
+
 def entry_view(registry: Registry, entry_id: str) -> dict[str, Any]:
-    card = registry.card(entry_id)
+    card = known_entry(registry, entry_id)
     folder = registry.entry_dir(entry_id)
     series = training_series(folder / TRAINER_LOG)
     return {
@@ -142,12 +152,14 @@ def runs_view(runs_dir: Path) -> list[dict[str, Any]]:
     for run_id in sorted(store.run_ids(), reverse=True)[:RUNS_SHOWN]:  # ids start with the time: newest first
         try:
             rows.append(store.summary(run_id))
-        except (OSError, KeyError, TypeError):
-            continue  # a trace being written, or not a run of this version: the list stays up
+        except (OSError, KeyError, TypeError, ValueError, AttributeError):
+            continue  # a trace being written, damaged, or of another version: the list stays up
     return rows
 
 
 def run_view(runs_dir: Path, run_id: str) -> dict[str, Any]:
+    """A run's records for the trace page. Records are shown as far as they hold what the page needs:
+    a trace from another version, or one damaged by hand, gives a partial page, not an error."""
     from agentkit.agents.prompting import render_action
     from agentkit.agents.trace import RunStore
 
@@ -157,12 +169,24 @@ def run_view(runs_dir: Path, run_id: str) -> dict[str, Any]:
     for r in records:
         kind = r.get("type")
         if kind == "step":
-            items.append({**r, "rendered": render_action(r.get("action"), r.get("arguments") or {}),
-                          "arguments_json": json.dumps(r.get("arguments"), indent=1, ensure_ascii=False)})  # fmt: skip
-        elif kind in ("plan", "resume", "end"):
+            arguments = r.get("arguments") if isinstance(r.get("arguments"), dict) else {}
+            tokens = r.get("tokens") if isinstance(r.get("tokens"), dict) else {}
+            items.append({**r, "tokens": {"input": tokens.get("input", "?"), "output": tokens.get("output", "?")},
+                          "rendered": render_action(r.get("action"), arguments),
+                          "arguments_json": json.dumps(arguments, indent=1, ensure_ascii=False)})  # fmt: skip
+        elif kind == "plan":
+            goal = r.get("goal_index")
+            steps = [s for s in r.get("steps") or [] if isinstance(s, dict)]
+            items.append({**r, "goal_index": goal if isinstance(goal, int) else 0, "steps": steps})
+        elif kind in ("resume", "end"):
             items.append(r)
     start = next((r for r in records if r.get("type") == "start"), {})
-    return {"summary": store.summary(run_id), "start": start, "records": items}
+    try:
+        summary = store.summary(run_id)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        summary = {"run_id": run_id, "name": start.get("name", "?"), "goals": start.get("goals") or [],
+                   "status": "unreadable", "steps": "?", "tokens": "?", "seconds": "?"}  # fmt: skip
+    return {"summary": summary, "start": start, "records": items}
 
 
 # ---- indexes ---------------------------------------------------------------------------------------
