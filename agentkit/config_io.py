@@ -8,6 +8,7 @@ import json
 import os
 import uuid
 from pathlib import Path
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from agentkit.errors import BadInputError
@@ -73,26 +74,119 @@ def yaml_error(path: str | Path, exc: Exception, *, first_line: int = 1) -> BadI
 
 
 # ---- pydantic -----------------------------------------------------------------------------
-def validation_line(exc: ValidationError, limit: int = 4) -> str:
-    """The first `limit` field errors on one line: `field 'a.b': message; field 'c': message (+2 more)`."""
+def _is_union_tag(part: Any) -> bool:
+    """pydantic puts a union member's name in an error's loc ("FileExistsCheck", "str", "list[str]")."""
+    return isinstance(part, str) and (part[:1].isupper() or part in ("str", "int", "float", "bool") or "[" in part)
+
+
+def _field_path(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(p) for p in loc if not _is_union_tag(p))
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    """The pydantic models an annotation can hold (through unions, lists and dicts)."""
+    from typing import get_args
+
+    from pydantic import BaseModel
+
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for arg in get_args(annotation) for m in _models_in(arg)]
+
+
+def _allowed(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """The field names allowed where an unknown one (the last part of `loc`) was found."""
+    owner, candidates = model, [model]
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        if _is_union_tag(part):  # the union member pydantic tried: the owner from here on
+            owner = next((m for m in candidates if m.__name__ == part), owner)
+            continue
+        field = owner.model_fields.get(str(part))
+        candidates = _models_in(field.annotation) if field is not None else []
+        owner = candidates[0] if candidates else owner
+    return sorted(owner.model_fields)
+
+
+def _line_of(text: str, loc: tuple[Any, ...]) -> int | None:
+    """The 1-based line of the YAML node at `loc` (the deepest one that exists); None for the top."""
+    import yaml
+
+    try:
+        node = yaml.compose(text)
+    except yaml.YAMLError:
+        return None
+    line = None
+    for key in loc:
+        if _is_union_tag(key):
+            continue
+        if isinstance(node, yaml.MappingNode):
+            match = next(((k, v) for k, v in node.value if getattr(k, "value", None) == str(key)), None)
+            if match is None:
+                break
+            line, node = match[0].start_mark.line + 1, match[1]
+        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
+            node = node.value[key]
+            line = node.start_mark.line + 1
+        else:
+            break
+    return line
+
+
+def _telling_first(exc: ValidationError) -> list[dict[str, Any]]:
+    """The errors, an unknown key first: a union (checks, model) reports every member's complaint,
+    and the unknown key is the one that tells what is wrong."""
     errors = exc.errors()
+    return sorted(errors, key=lambda e: e.get("type") != "extra_forbidden")
+
+
+def validation_line(exc: ValidationError, limit: int = 4, *, model: type[BaseModel] | None = None) -> str:
+    """The first `limit` field errors on one line: `field 'a.b': message; field 'c': message (+2 more)`.
+    With `model`, an unknown field lists the fields allowed there."""
+    errors = _telling_first(exc)
     parts = []
     for error in errors[:limit]:
-        where = ".".join(str(p) for p in error.get("loc", ()))
+        loc = tuple(error.get("loc", ()))
+        where = _field_path(loc)
         message = str(error.get("msg", "")).removeprefix("Value error, ")
+        if error.get("type") == "extra_forbidden" and model is not None:
+            message = f"unknown field; allowed: {', '.join(_allowed(model, loc))}"
         parts.append(f"field {where!r}: {message}" if where else message)
     more = f" (+{len(errors) - limit} more)" if len(errors) > limit else ""
     return "; ".join(parts) + more
 
 
-def validate(model: type[M], data: Any, path: str | Path, *, fix: str) -> M:
-    """`model.model_validate(data)`; field errors become one BadInputError `FILE: field 'x': ...`."""
+def validate(model: type[M], data: Any, path: str | Path, *, fix: str, text: str | None = None) -> M:
+    """`model.model_validate(data)`; field errors become one BadInputError `FILE[:LINE]: field 'x': ...`,
+    the line (of the first error's field) when the file's `text` is given."""
     from pydantic import ValidationError
 
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise BadInputError(f"{path}: {validation_line(exc)}.", fix=fix) from None
+        first = tuple(_telling_first(exc)[0].get("loc", ()))
+        line = _line_of(text, first) if text is not None and first else None
+        where = f"{path}:{line}" if line else str(path)
+        raise BadInputError(f"{where}: {validation_line(exc, model=model)}.", fix=fix) from None
+
+
+def load_model_file(model: type[M], path: str | Path, *, what: str, fix: str,
+                    prepare: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> M:  # fmt: skip
+    """A user's YAML file (a tune.yaml, pipeline, goal, suite, ...) as `model`, in one way: a missing
+    file, text that is not UTF-8, YAML that does not parse, a file that is not a mapping and a field
+    that does not fit are each one BadInputError naming the file, and the line where known.
+    `prepare(data)` may rewrite the mapping before validation (paths relative to the file)."""
+    path = Path(path)
+    if not path.is_file():
+        raise BadInputError(f"{path}: no such {what} file.", fix=f"check the path of the {what} file.")
+    text = read_text(path)
+    data = parse_yaml(path, text)
+    if not isinstance(data, dict):
+        raise BadInputError(f"{path}: a {what} file is a YAML mapping of keys, not {type(data).__name__}.", fix=fix)
+    if prepare is not None:
+        data = prepare(data)
+    return validate(model, data, path, fix=fix, text=text)
 
 
 def write_jsonl_atomic(path: Path, records: list[dict[str, Any]]) -> None:

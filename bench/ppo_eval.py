@@ -198,7 +198,7 @@ def run_seed(args: argparse.Namespace, seed: int, home_dir: Path, json_out: Path
     from transformers import AutoModelForCausalLM
 
     from agentkit.models.reward import RewardModel
-    from agentkit.tuning.rl_policy import PolicySource
+    from agentkit.tuning.stage import StartPoint
     from agentkit.tuning.preference import load_preferences
 
     t0 = time.perf_counter()
@@ -246,7 +246,7 @@ def run_seed(args: argparse.Namespace, seed: int, home_dir: Path, json_out: Path
     t_eval = time.perf_counter()
     reward = RewardModel.load("bench-reward", home)
     rm_accuracy = pair_accuracy(reward, held_pairs)
-    sft_model, tokenizer = PolicySource.resolve(home, policy).load(home)
+    sft_model, tokenizer = StartPoint.resolve(home, policy, plain_lora=True).load(home)
     base = AutoModelForCausalLM.from_pretrained(home.path(BASE), dtype=torch.float32, local_files_only=True)
     ppo_model = PeftModel.from_pretrained(base, str(home.path("bench-ppo"))).merge_and_unload().eval()
     sft_model.eval()

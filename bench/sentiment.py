@@ -138,8 +138,8 @@ def run_method(method: str, train_file: Path, dev: list[tuple[str, str]], args: 
     result = {
         "method": method,
         "config": config.to_yaml_dict(),
-        "train_rows": card.lineage["train_rows"],
-        "eval_rows": card.lineage["eval_rows"],
+        "train_rows": card.lineage.train_rows,
+        "eval_rows": card.lineage.eval_rows,
         "steps": metrics.get("steps"),
         "minutes": round(minutes, 2),
         "train_minutes": round(metrics["train_seconds"] / 60, 2),

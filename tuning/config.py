@@ -139,19 +139,18 @@ class TuneConfig(BaseModel):
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> TuneConfig:
-        from agentkit.config_io import load_yaml, validate
+        from agentkit.config_io import load_model_file
 
         path = Path(path)
-        try:
-            raw = load_yaml(path)
-        except FileNotFoundError:
-            raise BadInputError(f"{path}: no such file.", fix="check the path of the tune config.") from None
-        if not isinstance(raw, dict):
-            raise BadInputError(f"{path}: expected a mapping of keys.", fix="see examples/ for a tune.yaml.")
-        # Relative data paths are relative to the config file, as a user reading it expects.
-        data = raw.get("data")
-        if isinstance(data, dict):
-            for key in ("train", "eval"):
-                if isinstance(data.get(key), str) and not Path(data[key]).is_absolute():
-                    data[key] = str((path.parent / data[key]).resolve())
-        return validate(cls, raw, path, fix="correct those fields (examples/*/tune.yaml show every field).")
+
+        def relative_to_the_file(raw: dict[str, Any]) -> dict[str, Any]:
+            # Relative data paths are relative to the config file, as a user reading it expects.
+            data = raw.get("data")
+            if isinstance(data, dict):
+                for key in ("train", "eval"):
+                    if isinstance(data.get(key), str) and not Path(data[key]).is_absolute():
+                        data[key] = str((path.parent / data[key]).resolve())
+            return raw
+
+        return load_model_file(cls, path, what="tune config", prepare=relative_to_the_file,
+                               fix="correct those fields (examples/*/tune.yaml show every field).")  # fmt: skip

@@ -1,8 +1,11 @@
 """The tuning-method extension point: one `register_method` call per method folder.
 
 A method names its config block (the key in tune.yaml, e.g. `lora:`), its pydantic config class,
-and either `apply(model, config, task) -> model`, which makes the trainable model for the shared HF
-Trainer path, or `run(config, registry, *, resume, progress) -> ModelCard`, a training loop of its own.
+and one hook, `run(config, registry, *, resume, progress) -> ModelCard`. The default `run` is the
+shared HF Trainer path (`hf_trainer_run`), for methods whose config class only says what trains:
+a `TrainerMethodConfig` whose `to_peft(task)` gives the PEFT config (None: every weight trains). A
+method with a loop of its own (the RLHF stages) passes its own `run`: `config.py` + `trainer.py` +
+one registration line, the TRL layout.
 """
 
 from __future__ import annotations
@@ -11,24 +14,56 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from agentkit.errors import BadInputError
 from agentkit.extension import check_new_name
+
+
+class TrainerMethodConfig(BaseModel):
+    """A method block the shared HF Trainer path trains: the PEFT config it gives, or None when
+    every weight trains (full fine-tuning, whose result is a base entry rather than an adapter)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    def to_peft(self, task: str) -> Any:
+        raise NotImplementedError(f"{type(self).__name__}.to_peft(task): the PEFT config, or None for every weight")
+
+    def make_trainable(self, model: Any, task: str) -> Any:
+        """The loaded base -> the model the Trainer trains (PEFT-wrapped, or every weight unfrozen).
+        A method whose model needs more than its PEFT config (an init from activations, a continued
+        adapter) overrides this."""
+        peft_config = self.to_peft(task)
+        if peft_config is None:
+            for param in model.parameters():
+                param.requires_grad_(True)
+            return model
+        from peft import get_peft_model
+
+        return get_peft_model(model, peft_config)
+
+
+def hf_trainer_run(config: Any, registry: Any, *, resume: bool = False, progress: bool = False) -> Any:
+    """The default `run`: prepare (load the base, `make_trainable`, tokenise), fit on the HF
+    Trainer, register the adapter (or base entry) with its lineage."""
+    from agentkit.tuning.trainer import train_with_trainer
+
+    return train_with_trainer(config, registry, resume=resume, progress=progress)
 
 
 @dataclass(frozen=True)
 class TuningMethod:
     name: str  # persisted in the adapter card and config: "lora", "prefix_tuning", ...
     config_class: type[BaseModel]
-    # (base model, method config, task) -> trainable model, for the shared HF Trainer path.
-    apply: Callable[[Any, Any, str], Any] | None = None
-    produces_adapter: bool = True  # False for full fine-tuning: the result is a base entry
+    # run(config, registry, *, resume, progress) -> ModelCard. The default, the shared HF Trainer
+    # path, needs a TrainerMethodConfig; a loop of its own (reward, dpo, ppo, ...) brings its own.
+    run: Callable[..., Any] = hf_trainer_run
     tasks: frozenset[str] = frozenset({"causal_lm", "sequence_classification"})
     why_not: str = ""  # shown when a config pairs this method with a task outside `tasks`
-    # A method with a training loop of its own (the RLHF stages: reward, ppo, dpo, ...):
-    # run(config, registry, *, resume, progress) -> ModelCard. None: the shared HF Trainer path.
-    run: Callable[..., Any] | None = None
+
+    @property
+    def uses_trainer(self) -> bool:
+        return self.run is hf_trainer_run
 
     def check_task(self, task: str) -> None:
         if task not in self.tasks:
@@ -43,12 +78,15 @@ _METHODS: dict[str, TuningMethod] = {}
 
 
 def register_method(method: TuningMethod) -> TuningMethod:
-    """Add a tuning method; names are unique and must be registry-safe, and it has a way to train:
-    `apply` (the shared HF Trainer path) or `run` (its own loop)."""
+    """Add a tuning method; names are unique and must be registry-safe, and a method on the shared
+    Trainer path has a config class that gives its PEFT config (a TrainerMethodConfig)."""
     check_new_name("tuning method", method.name, _METHODS)
-    if method.apply is None and method.run is None:
-        raise BadInputError(f"Tuning method {method.name!r} has neither `apply` nor `run`.",
-                            fix="give `apply` (model -> trainable model, for the HF Trainer) or `run` (its own loop).")  # fmt: skip
+    if method.uses_trainer and not issubclass(method.config_class, TrainerMethodConfig):
+        raise BadInputError(
+            f"Tuning method {method.name!r} trains on the shared Trainer path, but its config class "
+            f"{method.config_class.__name__} is not a TrainerMethodConfig.",
+            fix="subclass TrainerMethodConfig and give `to_peft(task)`, or pass `run=` (a loop of its own).",
+        )
     _METHODS[method.name] = method
     return method
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from agentkit.config_io import load_yaml, validate
+from agentkit.config_io import load_model_file, load_yaml
 from agentkit.errors import BadInputError
 from agentkit.registry import ModelCard, Registry
 from agentkit.tuning.config import TuneConfig
@@ -76,12 +76,8 @@ class Pipeline:
         """Read the pipeline and every stage's config up front: a typo in stage 3 must not wait
         for stages 1 and 2 to train."""
         path = Path(path)
-        try:
-            raw = load_yaml(path)
-        except FileNotFoundError:
-            raise BadInputError(f"{path}: no such file.", fix="check the path of the pipeline file.") from None
-        spec = validate(PipelineSpec, raw, path,
-                        fix="a pipeline has `name:` and `stages:` of {name, config} items.")  # fmt: skip
+        spec = load_model_file(PipelineSpec, path, what="pipeline",
+                               fix="a pipeline has `name:` and `stages:` of {name, config} items.")  # fmt: skip
         stages = []
         for item in spec.stages:
             stage_path = (path.parent / item.config).resolve()
@@ -143,8 +139,7 @@ class Pipeline:
             say(stage.name, f"{stage.config.method} on {stage.config.base} -> {stage.config.output}")
             card = train(stage.config, registry=registry, resume=resume, progress=progress)
             previous = self.stages[index - 1].config.output if index else None
-            lineage = {**card.lineage, "pipeline": {"name": self.spec.name, "file": str(self.path.resolve()),
-                                                    "stage": stage.name, "after": previous}}  # fmt: skip
-            card = registry.update_card(card.id, lineage=lineage)
+            made_by = {"name": self.spec.name, "file": str(self.path.resolve()), "stage": stage.name, "after": previous}
+            card = registry.update_card(card.id, lineage=card.lineage.model_copy(update={"pipeline": made_by}))
             results.append(StageResult(stage.name, card.id, True, card))
         return results

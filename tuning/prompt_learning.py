@@ -3,12 +3,12 @@ train virtual tokens in front of the input and leave every base weight frozen.""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from agentkit.tuning.methods import TrainerMethodConfig
 
 
-class VirtualTokensConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class VirtualTokensConfig(TrainerMethodConfig):
     num_virtual_tokens: int = Field(default=20, gt=0, le=512, description="length of the trained prompt")
 
 

@@ -1,74 +1,20 @@
-"""The RL policy and its reference, built from the SFT stage's entry, and the result folded back
-into one LoRA adapter over the raw base (so chat, export and merge use it like any LoRA).
+"""The RL policy's result folded back into one LoRA adapter over the raw base (so chat, export and
+merge use it like any LoRA), and the checks and LoRA the RL stages share.
 
-Shared by ppo, grpo and rloo: all three start from the SFT entry, train a fresh LoRA on top, and
-take KL against that same SFT model (the LoRA switched off: no second copy of the weights)."""
+Shared by ppo, grpo and rloo: all three start (a `StartPoint` with plain_lora) from the SFT entry,
+train a fresh LoRA on top, and take KL against that same SFT model (the LoRA switched off: no
+second copy of the weights)."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from agentkit.errors import BadInputError
-from agentkit.registry import EntryKind, ModelCard, ModelTask, Registry
 
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
-
-
-@dataclass
-class PolicySource:
-    """Where the policy starts: a causal_lm base entry, or a LoRA adapter entry (the SFT stage) on one.
-
-    `sft_lora` holds that adapter's folder when there is one: it is merged into the base weights
-    in memory for training, and concatenated with the new LoRA when the result is saved."""
-
-    entry: str  # the `base:` of the config: the SFT output (adapter) or a base model
-    base: str  # the raw base model's registry id
-    base_card: ModelCard
-    sft_lora: Path | None
-
-    @classmethod
-    def resolve(cls, registry: Registry, entry: str, field: str = "base") -> PolicySource:
-        card = registry.verify(entry)
-        if card.task is not ModelTask.CAUSAL_LM:
-            raise BadInputError(
-                f"`{field}: {entry}` is a {card.task.value} entry; the policy must be a chat (causal_lm) model.",
-                fix="set it to the SFT stage's output (or a causal_lm base such as smollm2-135m-instruct).",
-            )
-        if card.kind is EntryKind.BASE:
-            return cls(entry, entry, card, None)
-        folder = registry.path(entry)
-        peft = json.loads((folder / ADAPTER_CONFIG).read_text())
-        if peft.get("peft_type") != "LORA" or peft.get("use_dora") or peft.get("modules_to_save"):
-            raise BadInputError(
-                f"`{field}: {entry}` is a {peft.get('peft_type')} adapter"
-                f"{' with DoRA' if peft.get('use_dora') else ''}{' with modules_to_save' if peft.get('modules_to_save') else ''}; "
-                "RL stages start from a plain LoRA SFT adapter or a full model.",
-                fix=f"train the SFT stage with plain LoRA, or `agentkit models merge {entry}` and use the merged id.",
-            )
-        base_card = registry.verify(card.base)
-        return cls(entry, card.base, base_card, folder)
-
-    def load(self, registry: Registry) -> tuple[Any, Any]:
-        """(model, tokenizer): the base with the SFT LoRA merged into its weights, fp32, train mode off."""
-        from transformers import AutoModelForCausalLM
-
-        from agentkit.registry.loading import load_tokenizer, load_weights
-
-        tokenizer = load_tokenizer(self.sft_lora if self.sft_lora is not None else registry.path(self.base))
-        model = load_weights(registry.path(self.base), AutoModelForCausalLM)
-        if self.sft_lora is not None:
-            from peft import PeftModel
-
-            model = PeftModel.from_pretrained(model, str(self.sft_lora)).merge_and_unload()
-        model.generation_config.pad_token_id = tokenizer.pad_token_id
-        return model, tokenizer
-
-    def lineage(self) -> dict[str, Any]:
-        return {"policy_from": self.entry, "base": self.base, "base_weights_sha256": self.base_card.weights}
 
 
 def check_reward_tokenizer(policy_tokenizer: Any, reward: Any, policy_id: str, reward_id: str) -> None:
@@ -80,7 +26,7 @@ def check_reward_tokenizer(policy_tokenizer: Any, reward: Any, policy_id: str, r
     check_same_tokenizer(policy_tokenizer, reward.tokenizer, (policy_id, reward_id))
 
 
-def save_folded_adapter(peft_model: Any, source: PolicySource, stage: Path, tokenizer: Any) -> None:
+def save_folded_adapter(peft_model: Any, sft_lora: Path | None, stage: Path) -> None:
     """Write the trained LoRA as a PEFT folder over the raw base, with the SFT LoRA folded in.
 
     The policy trained W' = W + dW_sft (merged) + dW_rl. A LoRA of rank r1 + r2 with
@@ -90,12 +36,11 @@ def save_folded_adapter(peft_model: Any, source: PolicySource, stage: Path, toke
     from safetensors.torch import load_file, save_file
 
     peft_model.save_pretrained(stage)  # adapter_config.json + adapter_model.safetensors (the RL LoRA)
-    tokenizer.save_pretrained(stage)
-    if source.sft_lora is None:
+    if sft_lora is None:
         return
     rl_cfg = json.loads((stage / ADAPTER_CONFIG).read_text())
-    sft_cfg = json.loads((source.sft_lora / ADAPTER_CONFIG).read_text())
-    rl, sft = load_file(str(stage / ADAPTER_WEIGHTS)), load_file(str(source.sft_lora / ADAPTER_WEIGHTS))
+    sft_cfg = json.loads((sft_lora / ADAPTER_CONFIG).read_text())
+    rl, sft = load_file(str(stage / ADAPTER_WEIGHTS)), load_file(str(sft_lora / ADAPTER_WEIGHTS))
     s_rl, s_sft = _scaling(rl_cfg), _scaling(sft_cfg)
     modules = sorted({k.rsplit(".lora_", 1)[0] for k in [*rl, *sft] if ".lora_" in k})
     folded: dict[str, Any] = {}

@@ -9,10 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from agentkit.errors import BadInputError
-from agentkit.registry import ModelCard, Registry, SourceInfo
-from agentkit.tuning.rl_policy import PolicySource, save_folded_adapter
+from agentkit.registry import ModelCard, Registry
+from agentkit.registry.card import Lineage
 from agentkit.tuning.reporting import CURVES_FILE, METRICS_FILE
-from agentkit.tuning.stage import check_output_free, plot_panels
+from agentkit.tuning.rl_policy import save_folded_adapter
+from agentkit.tuning.stage import StartPoint, check_output_free, plot_panels, register_result
 
 LOG_FILE = "rl_log.json"
 
@@ -61,41 +62,28 @@ def check_fresh_output(registry: Registry, config: Any, resume: bool) -> None:
     check_output_free(registry, config.output)
 
 
-def register_rl_result(registry: Registry, config: Any, source: PolicySource, peft_model: Any, tokenizer: Any,
+def register_rl_result(registry: Registry, config: Any, start: StartPoint, peft_model: Any, tokenizer: Any,
                        reward_id: str, prompts: Prompts, metrics: dict[str, Any], log: list[dict[str, Any]],
                        curves: dict[str, str], extra_lineage: dict[str, Any]) -> ModelCard:  # fmt: skip
     """Publish the trained policy: one LoRA over the raw base (the SFT LoRA folded in), its log,
     metrics.json and training_curves.png, with lineage to the SFT and reward entries."""
-    reward_card = registry.card(reward_id)
+    sft_lora = registry.path(start.adapter) if start.adapter else None
+    lineage = Lineage(
+        config=config.to_yaml_dict(), start=start.lineage(), base_weights_sha256=start.base.weights,
+        reward_model=reward_id, reward_weights_sha256=registry.card(reward_id).weights,
+        data_sha256=prompts.sha256, data_rows=prompts.rows,
+        train_prompts=len(prompts.train), eval_prompts=len(prompts.eval), **extra_lineage,
+    )  # fmt: skip
 
-    def write(stage: Path) -> dict[str, Any]:
-        save_folded_adapter(peft_model, source, stage, tokenizer)
-        (stage / LOG_FILE).write_text(json.dumps(log, indent=1))
+    def artifacts(stage: Path) -> None:
         (stage / METRICS_FILE).write_text(json.dumps({"final": metrics, "steps": log}, indent=1))
         plot_curves(log, curves, stage / CURVES_FILE)
-        return {
-            "kind": "adapter",
-            "task": "causal_lm",
-            "base": source.base,
-            "method": config.method,
-            "source": SourceInfo(type="tuning", ref=config.output),
-            "chat_template": tokenizer.chat_template,
-            "metrics": metrics,
-            "lineage": {
-                **source.lineage(),
-                "reward_model": reward_id,
-                "reward_weights_sha256": reward_card.weights,
-                "config": config.to_yaml_dict(),
-                "data_sha256": prompts.sha256,
-                "data_rows": prompts.rows,
-                "train_prompts": len(prompts.train),
-                "eval_prompts": len(prompts.eval),
-                "sft_lora_folded_in": source.sft_lora is not None,
-                **extra_lineage,
-            },
-        }
 
-    return registry.create_entry(config.output, write)
+    return register_result(
+        registry, config.output, save=lambda stage: save_folded_adapter(peft_model, sft_lora, stage),
+        tokenizer=tokenizer, task="causal_lm", method=config.method, base=start.base.id, metrics=metrics,
+        lineage=lineage, source_ref=config.output, log=(LOG_FILE, log), artifacts=artifacts,
+    )  # fmt: skip
 
 
 def plot_curves(log: list[dict[str, Any]], panels: dict[str, str], path: Path) -> None:

@@ -1,23 +1,24 @@
-"""`train(config)`: base model from the registry -> method -> HF Trainer -> a registered adapter
-with its lineage (base weights, config, data hash, metrics, chat template)."""
+"""`train(config)`: the method's `run`. Its default, the shared HF Trainer path (`Run`): base model
+from the registry -> the method's trainable model -> HF Trainer -> a registered adapter (or base
+entry) with its lineage (base weights, config, data hash, metrics, chat template)."""
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
 
 from agentkit.errors import BadInputError
-from agentkit.registry import EntryKind, ModelCard, ModelTask, Registry, SourceInfo
+from agentkit.registry import EntryKind, ModelCard, ModelTask, Registry
+from agentkit.registry.card import Lineage
 from agentkit.tuning.config import TuneConfig
 from agentkit.tuning.data import ChatExample, load_dataset
 from agentkit.tuning.lora.init_adapter import resolve_init_adapter
 from agentkit.tuning.methods import get_method
 from agentkit.tuning.packing import can_pack, packed_collator
-from agentkit.tuning.reporting import classification_metrics, progress_callback, write_artifacts
+from agentkit.tuning.reporting import classification_metrics, progress_callback
+from agentkit.tuning.stage import check_output_free, register_result
 from agentkit.tuning.tokenize import IGNORE, PadCollator, encode_chat, encode_label
-from agentkit.tuning.stage import check_output_free
 
 _BASE_TASKS = {
     "causal_lm": {ModelTask.CAUSAL_LM},
@@ -134,7 +135,7 @@ class Run:
         from transformers import EarlyStoppingCallback, PrinterCallback, Trainer
 
         registry = registry or Registry.default()
-        if get_method(config.method).apply is None:
+        if not get_method(config.method).uses_trainer:
             raise BadInputError(f"method {config.method!r} trains with a loop of its own, not the shared Trainer path.",
                                 fix="run it with `agentkit tune CONFIG` (or get_method(name).run), not Run.prepare.")  # fmt: skip
         check_output_free(registry, config.output)
@@ -143,7 +144,6 @@ class Run:
         # lora.init_adapter: checked in the registry before any weights load; the config that comes
         # back carries that adapter's settings and folder.
         config, init_card = resolve_init_adapter(config, registry)
-        method = get_method(config.method)
         dataset = load_dataset(config.data)
         is_chat = bool(dataset.train) and isinstance(dataset.train[0], ChatExample)
         if is_chat != (config.task == "causal_lm"):
@@ -156,7 +156,7 @@ class Run:
 
         set_seed(config.train.seed)  # before LoRA / head initialisation, so runs repeat
         model, tokenizer, base_card = _load_base(registry, config, len(labels or []) or None, labels)
-        model = method.apply(model, config.method_config, config.task)
+        model = config.method_config.make_trainable(model, config.task)
         train_rows = _encode(tokenizer, dataset.train, config.train.max_length)
         eval_rows = _encode(tokenizer, dataset.eval, config.train.max_length)
         if not train_rows:
@@ -200,38 +200,29 @@ class Run:
         return self.metrics
 
     def register(self) -> ModelCard:
-        config, method = self.config, get_method(self.config.method)
-
-        def write(stage: Path) -> dict[str, Any]:
-            self.model.save_pretrained(stage)  # PEFT: adapter_config.json + adapter_model.safetensors
-            self.tokenizer.save_pretrained(stage)  # the tokenizer and chat template used in training
-            (stage / "trainer_log.json").write_text(json.dumps(self.trainer.state.log_history, indent=1))
-            write_artifacts(stage, self.metrics, self.history)  # metrics.json + curves png
-            return {
-                "kind": "adapter" if method.produces_adapter else "base",
-                "task": config.task,
-                "base": config.base if method.produces_adapter else None,
-                "method": config.method,
-                "source": SourceInfo(type="tuning", ref=str(self.run_dir)),
-                "chat_template": self.tokenizer.chat_template,
-                "metrics": self.metrics,
-                "lineage": {
-                    "config": config.to_yaml_dict(),
-                    "base_weights_sha256": self.base_card.weights,
-                    "init_adapter": self.init_card.id if self.init_card else None,
-                    "init_adapter_weights_sha256": self.init_card.weights if self.init_card else None,
-                    "data_sha256": self.dataset.source_sha256,
-                    "data_rows": self.dataset.rows,
-                    "dropped_by_max_length": len(self.dataset.train) + len(self.dataset.eval)
-                    - len(self.trainer.train_dataset) - len(self.trainer.eval_dataset or []),
-                    "train_rows": len(self.trainer.train_dataset),
-                    "eval_rows": len(self.trainer.eval_dataset or []),
-                    "label_names": self.dataset.label_names,
-                    "processes": self.trainer.args.world_size,  # > 1 under `accelerate launch`
-                },
-            }
-
-        return self.registry.create_entry(config.output, write)
+        """Publish the result: the PEFT adapter (or, with every weight trained, a base entry)."""
+        config, trainer = self.config, self.trainer
+        adapter = hasattr(self.model, "peft_config")
+        lineage = Lineage(
+            config=config.to_yaml_dict(),
+            base_weights_sha256=self.base_card.weights,
+            init_adapter=self.init_card.id if self.init_card else None,
+            init_adapter_weights_sha256=self.init_card.weights if self.init_card else None,
+            data_sha256=self.dataset.source_sha256,
+            data_rows=self.dataset.rows,
+            train_rows=len(trainer.train_dataset),
+            eval_rows=len(trainer.eval_dataset or []),
+            label_names=self.dataset.label_names,
+            dropped_by_max_length=len(self.dataset.train) + len(self.dataset.eval)
+            - len(trainer.train_dataset) - len(trainer.eval_dataset or []),
+            processes=trainer.args.world_size,  # > 1 under `accelerate launch`
+        )
+        return register_result(
+            self.registry, config.output, save=self.model.save_pretrained, tokenizer=self.tokenizer,
+            task=config.task, method=config.method, base=config.base if adapter else None,
+            metrics=self.metrics, lineage=lineage, source_ref=str(self.run_dir),
+            log=("trainer_log.json", trainer.state.log_history),
+        )  # fmt: skip
 
 
 def last_checkpoint(run_dir: Path) -> Path | None:
@@ -243,13 +234,15 @@ def last_checkpoint(run_dir: Path) -> Path | None:
 def train(
     config: TuneConfig, *, registry: Registry | None = None, resume: bool = False, progress: bool = False
 ) -> ModelCard:
-    """Train `config` and register the result as `config.output`; returns its card.
+    """Train `config` with its method's `run` and register the result as `config.output`; returns its card."""
+    return get_method(config.method).run(config, registry or Registry.default(), resume=resume, progress=progress)
+
+
+def train_with_trainer(config: TuneConfig, registry: Registry, *, resume: bool = False, progress: bool = False) -> ModelCard:
+    """The shared HF Trainer path (every method's default `run`): prepare, fit, register.
 
     Under `accelerate launch` every process trains its shard of each batch (DDP); the main
     process registers and the others wait for it, then read the same card."""
-    method = get_method(config.method)
-    if method.run is not None:  # a loop of its own (RLHF stages)
-        return method.run(config, registry or Registry.default(), resume=resume, progress=progress)
     run = Run.prepare(config, registry, progress=progress)
     run.fit(resume=resume)
     if run.trainer.is_world_process_zero():

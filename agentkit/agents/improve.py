@@ -257,7 +257,7 @@ class Improver:
         state["candidate"] = candidate
         data_sha256 = hashlib.sha256((folder / "sft.jsonl").read_bytes()).hexdigest()
         if candidate in self.registry:  # tuned and registered before a kill
-            tuned_on = self.registry.card(candidate).lineage.get("data_sha256")
+            tuned_on = self.registry.card(candidate).lineage.data_sha256
             if tuned_on != data_sha256:
                 raise BadInputError(
                     f"{candidate!r} is already registered, tuned on other data than round {state['round']}'s "

@@ -111,13 +111,11 @@ def load_suite(path: str | Path) -> tuple[Suite, Goals]:
     """The suite and its goal files; refuses an empty glob, and held-out goals that are also train
     goals (the same file, goal name or sentence), naming them."""
     from agentkit.agents.spec import load_goal
-    from agentkit.config_io import load_yaml, validate
+    from agentkit.config_io import load_model_file
     from agentkit.registry.card import validate_entry_id
 
     path = Path(path)
-    if not path.is_file():
-        raise BadInputError(f"{path}: no such suite file.", fix="see examples/improve/suite.yaml.")
-    suite = validate(Suite, load_yaml(path), path, fix="see examples/improve/suite.yaml for every field.")
+    suite = load_model_file(Suite, path, what="suite", fix="see examples/improve/suite.yaml for every field.")
     validate_entry_id(f"{suite.name}-r1")
 
     def expand(field: str, patterns: list[str]) -> list[Path]:

@@ -6,10 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator
 
-from agentkit.config_io import parse_yaml, read_text
-from agentkit.errors import BadInputError
+from agentkit.config_io import load_model_file
 from agentkit.models.provider import ModelSpec
 
 
@@ -135,81 +134,8 @@ class GoalSpec(BaseModel):
         return [t if isinstance(t, str) else t.model_dump() for t in self.tools]
 
 
-def _line_of(root: Any, loc: tuple[Any, ...]) -> int | None:
-    """The 1-based line of the YAML node at `loc` (the deepest one that exists)."""
-    import yaml
-
-    node, line = root, None
-    for key in loc:
-        if _is_union_tag(key):
-            continue
-        if isinstance(node, yaml.MappingNode):
-            match = next(((k, v) for k, v in node.value if getattr(k, "value", None) == str(key)), None)
-            if match is None:
-                break
-            line = match[0].start_mark.line + 1
-            node = match[1]
-        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
-            node = node.value[key]
-            line = node.start_mark.line + 1
-        else:
-            break
-    return line if line is not None else (root.start_mark.line + 1 if root is not None else None)
-
-
-def _is_union_tag(part: Any) -> bool:
-    return isinstance(part, str) and (part[:1].isupper() or part in ("str", "int") or "[" in part)
-
-
-def _field_path(loc: tuple[Any, ...]) -> str:
-    # pydantic adds union member names ("FileExistsCheck", "str") to loc: they are not fields.
-    parts = [str(p) for p in loc if not _is_union_tag(p)]
-    return ".".join(parts)
-
-
 def load_goal(path: str | Path) -> tuple[GoalSpec, Path]:
     """(spec, resolved workspace directory) from a goal file; BadInputError names file:line and field."""
-    import yaml
-
-    path = Path(path)
-    if not path.is_file():
-        raise BadInputError(f"{path}: no such goal file.", fix="check the path (see examples/goals/).")
-    text = read_text(path)
-    data = parse_yaml(path, text)
-    root = yaml.compose(text)  # parses, since safe_load did: the nodes give each field its line
-    if not isinstance(data, dict):
-        raise BadInputError(f"{path}: a goal file is a mapping (name, goals, tools, ...).", fix="see examples/goals/.")
-    try:
-        spec = GoalSpec.model_validate(data)
-    except ValidationError as exc:
-        # A union (checks, model) reports every member's complaint; an unknown key is the telling one.
-        errors = exc.errors()
-        error = next((e for e in errors if e.get("type") == "extra_forbidden"), errors[0])
-        loc = tuple(p for p in error.get("loc", ()) if not _is_union_tag(p) or p in _OWNERS)
-        field = _field_path(loc) or "(top level)"
-        line = _line_of(root, loc)
-        message = str(error.get("msg", "")).removeprefix("Value error, ")
-        if error.get("type") == "extra_forbidden":
-            message = f"unknown field; allowed: {', '.join(_allowed(loc))}"
-        more = f" (+{len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
-        raise BadInputError(
-            f"{path}:{line}: field {field!r}: {message}{more}.",
-            fix="correct or remove that field (see examples/goals/ for every field).",
-        ) from None
-    workspace = (path.resolve().parent / spec.workspace).resolve()
+    spec = load_model_file(GoalSpec, path, what="goal", fix="correct or remove that field (see examples/goals/ for every field).")
+    workspace = (Path(path).resolve().parent / spec.workspace).resolve()
     return spec, workspace
-
-
-def _allowed(loc: tuple[Any, ...]) -> list[str]:
-    """Field names allowed where an unknown one was found (top level, budgets, a check or the model)."""
-    owner: type[BaseModel] = GoalSpec
-    for part in loc[:-1]:
-        owner = _OWNERS.get(str(part), owner)
-    return sorted(owner.model_fields)
-
-
-
-_OWNERS: dict[str, type[BaseModel]] = {
-    "budgets": Budgets, "model": ModelSpec, "FileExistsCheck": FileExistsCheck,
-    "FileContainsCheck": FileContainsCheck, "CommandCheck": CommandCheck,
-}  # fmt: skip

@@ -17,7 +17,6 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from agentkit.errors import BadInputError
 from agentkit.registry import EntryKind, ModelCard, ModelTask, Registry
-from agentkit.registry.card import check_trained_on
 
 _CACHE: dict[tuple[Any, ...], _LoadedClassifier] = {}
 _CACHE_LOCK = threading.Lock()
@@ -35,14 +34,8 @@ class _Resolved:
     max_length: int  # tokens per text; longer texts are cut, as they were in training
 
 
-def _lineage_value(card: ModelCard, key: str) -> Any:
-    # A merged adapter keeps its adapter's lineage one level down (registry/adapters.py).
-    return card.lineage.get(key, (card.lineage.get("adapter_lineage") or {}).get(key))
-
-
 def _trained_max_length(card: ModelCard) -> int:
-    config = _lineage_value(card, "config") or {}
-    return int((config.get("train") or {}).get("max_length") or _DEFAULT_MAX_LENGTH)
+    return int(card.lineage.max_length or _DEFAULT_MAX_LENGTH)
 
 
 def resolve(registry: Registry, model: str, adapter: str | None) -> _Resolved:
@@ -61,26 +54,11 @@ def resolve(registry: Registry, model: str, adapter: str | None) -> _Resolved:
                 "task: sequence_classification), or pick a sequence_classification entry "
                 "from `agentkit models list`.",
             )
-        return _Resolved(base, None, _lineage_value(base, "label_names"), _trained_max_length(base))
-    card = registry.card(adapter)
-    if (
-        card.kind is not EntryKind.ADAPTER
-        or card.task is not ModelTask.SEQUENCE_CLASSIFICATION
-        or card.base != model
-    ):
-        if card.kind is EntryKind.BASE and card.task is ModelTask.SEQUENCE_CLASSIFICATION:
-            fix = f"it is a classifier on its own: use model={adapter!r} with no adapter."
-        elif card.kind is EntryKind.ADAPTER and card.task is ModelTask.SEQUENCE_CLASSIFICATION:
-            fix = f"use model={card.base!r}, the base it was trained on."
-        else:
-            fix = "pick an adapter trained with task: sequence_classification (`agentkit models list`)."
-        raise BadInputError(
-            f"{adapter!r} is not a classification adapter of {model!r} (kind={card.kind.value}, "
-            f"task={card.task.value}, base={card.base!r}).",
-            fix=fix,
-        )
-    check_trained_on(card, base)
-    labels = card.lineage.get("label_names")
+        return _Resolved(base, None, base.lineage.trained.label_names, _trained_max_length(base))
+    from agentkit.registry.adapters import adapter_of
+
+    card = adapter_of(registry, adapter, model, task=ModelTask.SEQUENCE_CLASSIFICATION)
+    labels = card.lineage.label_names
     if not labels:
         raise BadInputError(
             f"Adapter {adapter!r} has no label_names in its lineage, so its classes have no names.",

@@ -123,7 +123,7 @@ class RewardModel(Runnable[dict, float]):
             registry.verify(card.base)
             with quiet_head_load():
                 model = load_weights(registry.path(card.base), AutoModelForSequenceClassification, num_labels=1)
-                start = card.lineage.get("merged_adapter")  # an SFT adapter the reward LoRA was trained over
+                start = card.lineage.start.folded_adapter if card.lineage.start else None  # an SFT LoRA under it
                 if start:
                     registry.verify(start)
                     from agentkit.registry.adapters import fold_lora
@@ -135,9 +135,7 @@ class RewardModel(Runnable[dict, float]):
             model = load_weights(registry.path(entry_id), AutoModelForSequenceClassification, num_labels=1)
         tokenizer = load_tokenizer(registry.path(entry_id))
         model.config.pad_token_id = tokenizer.pad_token_id
-        max_length = int(
-            ((card.lineage.get("config") or {}).get("train") or {}).get("max_length") or DEFAULT_MAX_LENGTH
-        )
+        max_length = int(card.lineage.max_length or DEFAULT_MAX_LENGTH)
         return cls(model.eval(), tokenizer, name=entry_id, max_length=max_length)
 
     # ---- scoring ----------------------------------------------------------------------------

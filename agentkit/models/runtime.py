@@ -19,7 +19,6 @@ from agentkit.models.adapters import Adapter, AdapterSwitch
 from agentkit.models.engines import Engine
 from agentkit.models.threads import torch_threads
 from agentkit.registry import EntryKind, ModelCard, ModelTask, Registry
-from agentkit.registry.card import check_trained_on
 
 _CACHE: dict[tuple[str, str, tuple[str, ...]], LoadedModel] = {}
 _CACHE_LOCK = threading.Lock()
@@ -171,19 +170,9 @@ class LoadedModel:
     # ---- adapters: many per base, switched per call -------------------------------------
     def _load_adapter(self, adapter: str) -> Adapter:
         """Check a registry adapter against this base, then load it (cached after the first)."""
-        card = self.registry.card(adapter)  # UnknownModelError lists the ids
-        if card.kind is not EntryKind.ADAPTER or card.base != self.model_id:
-            raise BadInputError(
-                f"{adapter!r} is not an adapter of {self.model_id!r} (kind={card.kind.value}, "
-                f"base={card.base!r}).",
-                fix="pick an adapter whose base is this model (`agentkit models list`).",
-            )
-        if card.task is not ModelTask.CAUSAL_LM:
-            raise BadInputError(
-                f"Adapter {adapter!r} is a {card.task.value} adapter, not a chat adapter.",
-                fix="pick a causal_lm adapter of this model (`agentkit models list`).",
-            )
-        check_trained_on(card, self.registry.card(self.model_id))
+        from agentkit.registry.adapters import adapter_of
+
+        adapter_of(self.registry, adapter, self.model_id, task=ModelTask.CAUSAL_LM)
         self.registry.verify(adapter)
         loaded = self._switch.load(str(self.registry.path(adapter)), adapter)
         self._adapters[adapter] = loaded

@@ -215,7 +215,8 @@ def parse_prompt_file(path: Path, name: str, version: int) -> PromptSpec:
                 fix=f"rename the file to <name>@<version>{path.suffix} or remove the `{key}:` line.",
             )
     data = {**data, "name": name, "version": version}
-    return validate(PromptSpec, data, path, fix="correct those fields of the prompt file.")
+    return validate(PromptSpec, data, path, fix="correct those fields of the prompt file.",
+                    text=None if path.suffix == ".jinja" else text)
 
 
 def _jinja_file_data(path: Path, text: str) -> dict[str, Any]:

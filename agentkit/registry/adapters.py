@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from agentkit.errors import BadInputError
-from agentkit.registry.card import CARD_FILE, EntryKind, ModelCard, ModelTask, SourceInfo
+from agentkit.registry.card import CARD_FILE, EntryKind, Lineage, ModelCard, ModelTask, SourceInfo, check_trained_on
 from agentkit.registry.store import Registry
 
 ADAPTER_CONFIG = "adapter_config.json"
@@ -24,6 +24,30 @@ def _adapter_card(registry: Registry, adapter: str) -> ModelCard:
     if card.kind is not EntryKind.ADAPTER:
         raise BadInputError(f"{adapter!r} is a {card.kind.value} entry, not an adapter.", fix="pick an adapter id.")
     return card
+
+
+def adapter_of(registry: Registry, adapter: str, base: str, *, task: ModelTask | None = None) -> ModelCard:
+    """The card of `adapter`, checked from the cards alone to be an adapter of `base` (for `task` when
+    given), trained on the weights `base` has now. The one check before an adapter runs on a base:
+    the chat runtime, the GGUF LoRA converter and the classifier all call it."""
+    card = registry.card(adapter)  # UnknownModelError lists the ids
+    if card.kind is EntryKind.ADAPTER and card.base == base and (task is None or card.task is task):
+        check_trained_on(card, registry.card(base))
+        return card
+    kind = {None: "", ModelTask.CAUSAL_LM: "chat ", ModelTask.SEQUENCE_CLASSIFICATION: "classification "}.get(task, "")
+    if card.kind is EntryKind.ADAPTER and card.base == base:
+        fix = f"pick a {task.value if task else ''} adapter of {base!r} (`agentkit models list`)."
+    elif card.kind is EntryKind.ADAPTER and card.task is (task or card.task):
+        fix = f"use model={card.base!r}, the base it was trained on."
+    elif card.kind is EntryKind.BASE and task is not None and card.task is task:
+        fix = f"it is a model on its own: use model={adapter!r} with no adapter."
+    else:
+        fix = f"pick a {kind}adapter whose base is {base!r} (`agentkit models list`)."
+    raise BadInputError(
+        f"{adapter!r} is not a{'n' if not kind else ''} {kind}adapter of {base!r} (kind={card.kind.value}, "
+        f"task={card.task.value}, base={card.base!r}).",
+        fix=fix,
+    )
 
 
 def publish(target: Path, write: Callable[[Path], None]) -> Path:
@@ -104,8 +128,8 @@ def merge_adapter(registry: Registry, adapter: str, output: str) -> ModelCard:
             "source": SourceInfo(type="merge", ref=adapter),
             "chat_template": card.chat_template,
             "metrics": card.metrics,
-            "lineage": {"adapter": adapter, "base": card.base, "adapter_weights_sha256": card.weights,
-                        "adapter_lineage": card.lineage},  # fmt: skip
+            "lineage": Lineage(merged_from=adapter, merged_from_weights_sha256=card.weights,
+                               base_weights_sha256=registry.card(card.base).weights, adapter_lineage=card.lineage),
         }
 
     return registry.create_entry(output, write)

@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 from enum import Enum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 CARD_FILE = "card.json"
 CARD_SCHEMA_VERSION = 1
@@ -84,6 +84,102 @@ class EvaluationRecord(BaseModel):
     beat: dict[str, Any] | None = Field(default=None, description="the evaluation of the target it replaced")
 
 
+class StartLineage(BaseModel):
+    """Where a tuning stage started: the entry named in its `base:`, the base that holds the full
+    weights, and the adapter folded into them for training (an SFT LoRA under a reward, PPO, ...)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    entry: str = Field(description="the registry id the stage started from (a base or an adapter)")
+    method: str | None = Field(default=None, description="that entry's method (sft, lora, ...); None for a base")
+    base: str | None = Field(
+        default=None, description="the base entry whose weights were loaded; None only in early cards"
+    )
+    folded_adapter: str | None = Field(
+        default=None, description="the adapter folded into the base weights before training; None: none was"
+    )
+    weights_sha256: dict[str, str] | None = Field(default=None, description="the start entry's weights")
+
+
+class Lineage(BaseModel):
+    """How an entry was made, as its card records it. The fields every reader needs are typed here;
+    facts of one stage only (train_pairs, reference, frozen_layers, ...) stay as extra keys.
+
+    Cards written before this model existed still load: their start keys (`started_from`,
+    `merged_adapter` of the reward and DPO stages; `policy_from`, `base` of the RL stages) are read
+    into `start`."""
+
+    model_config = ConfigDict(extra="allow")
+
+    config: dict[str, Any] | None = Field(default=None, description="the tune.yaml that made it (method block by name)")
+    base_weights_sha256: dict[str, str] | None = Field(default=None, description="the base weights trained on")
+    start: StartLineage | None = Field(default=None, description="where a stage started (RLHF stages)")
+    data_sha256: str | None = Field(default=None, description="sha256 of the data file(s), ':'-joined")
+    data_rows: int | None = None
+    train_rows: int | None = None
+    eval_rows: int | None = None
+    label_names: list[str] | None = Field(default=None, description="class names of a classifier")
+    init_adapter: str | None = Field(default=None, description="the LoRA a continued LoRA started from")
+    init_adapter_weights_sha256: dict[str, str] | None = None
+    reward_model: str | None = Field(default=None, description="the reward entry an RL stage trained against")
+    reward_weights_sha256: dict[str, str] | None = None
+    merged_from: str | None = Field(default=None, description="the adapter a merge folded into its base")
+    merged_from_weights_sha256: dict[str, str] | None = None
+    adapter_lineage: Lineage | None = Field(default=None, description="a merge: the merged adapter's lineage")
+    gguf_lora: dict[str, Any] | None = Field(default=None, description="the llama.cpp LoRA converted from it")
+    pipeline: dict[str, Any] | None = Field(default=None, description="the pipeline and stage that made it")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _earlier_layouts(cls, values: Any) -> Any:
+        if not isinstance(values, dict):
+            return values
+        values = dict(values)
+        if "started_from" in values:  # reward and dpo cards before the typed lineage
+            entry, method = values.pop("started_from"), values.pop("started_from_method", None)
+            values["start"] = {
+                "entry": entry,
+                "method": method,
+                # The start was a base when it had no method; else its base is the card's (filled below).
+                "base": None if method else entry,
+                "folded_adapter": values.pop("merged_adapter", None),
+                "weights_sha256": values.pop("start_weights_sha256", None),
+            }
+        elif "policy_from" in values:  # ppo, grpo and rloo cards before it
+            entry, folded = values.pop("policy_from"), values.pop("sft_lora_folded_in", False)
+            values["start"] = {"entry": entry, "base": values.pop("base", entry),
+                               "folded_adapter": entry if folded else None}  # fmt: skip
+        elif "adapter" in values and "adapter_lineage" in values:  # merged entries before it
+            values["merged_from"] = values.pop("adapter")
+            values["merged_from_weights_sha256"] = values.pop("adapter_weights_sha256", None)
+            values.pop("base", None)  # the card's own `source` and the merged adapter's card say it
+        return values
+
+    @property
+    def trained(self) -> Lineage:
+        """The lineage of the training run itself: a merged entry's is its adapter's."""
+        return self.adapter_lineage or self
+
+    @property
+    def max_length(self) -> int | None:
+        """train.max_length of the run that made it, if its config recorded one."""
+        return ((self.trained.config or {}).get("train") or {}).get("max_length")
+
+    def method_block(self, method: str | None) -> dict[str, Any] | None:
+        """The method's own block of the recorded config (`lora: {...}`), if there is one."""
+        block = (self.config or {}).get(method or "")
+        return block if isinstance(block, dict) else None
+
+    def parent(self) -> str | None:
+        """The entry this one was made from, when it was not its plain base: the LoRA it continued,
+        the entry a stage started from, or the adapter a merge folded."""
+        if self.init_adapter:
+            return self.init_adapter
+        if self.start is not None and self.start.entry != self.start.base:
+            return self.start.entry
+        return self.merged_from
+
+
 def validate_entry_id(value: str) -> str:
     from agentkit.names import REGISTRY_ID
 
@@ -108,7 +204,7 @@ class ModelCard(BaseModel):
     chat_template: str | None = None
     gguf: GgufFile | None = Field(default=None, description="the GGUF the weights came from, when kept")
     metrics: dict[str, Any] = Field(default_factory=dict)
-    lineage: dict[str, Any] = Field(default_factory=dict, description="config, data hashes, ...")
+    lineage: Lineage = Field(default_factory=Lineage, description="how it was made: config, start, data hashes, ...")
     # Both default, so cards written before aliases existed still load (schema_version stays 1).
     stage: Stage | None = Field(default=None, description="candidate | champion | retired; None: never evaluated")
     evaluations: list[EvaluationRecord] = Field(
@@ -119,6 +215,14 @@ class ModelCard(BaseModel):
     @classmethod
     def _check_id(cls, value: str) -> str:
         return validate_entry_id(value)
+
+    @model_validator(mode="after")
+    def _start_base_of_early_cards(self) -> ModelCard:
+        # A reward or DPO adapter written before the typed lineage: its start's base is its own base.
+        start = self.lineage.start
+        if start is not None and start.base is None and self.base is not None:
+            self.lineage.start = start.model_copy(update={"base": self.base})
+        return self
 
     def summary(self) -> dict[str, Any]:
         """The row `agentkit models list` prints."""
@@ -138,7 +242,7 @@ def check_trained_on(adapter: ModelCard, base: ModelCard) -> None:
     (a base re-imported or replaced under the same id): its updates would not fit them."""
     from agentkit.errors import BadInputError
 
-    expected = adapter.lineage.get("base_weights_sha256")
+    expected = adapter.lineage.base_weights_sha256
     if expected and expected != base.weights:
         raise BadInputError(
             f"Adapter {adapter.id!r} was trained on other weights than the {base.id!r} now in the registry "

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from agentkit.errors import BadInputError
-from agentkit.registry.card import EntryKind, GgufFile, ModelCard, check_trained_on
+from agentkit.registry.adapters import adapter_of
+from agentkit.registry.card import GgufFile, ModelCard
 from agentkit.registry.gguf_header import read_gguf_header
 from agentkit.registry.store import Registry, sha256_file
 
@@ -63,7 +64,7 @@ def ensure_gguf_lora(registry: Registry, adapter: str, *, base: str, base_gguf: 
     recorded on the card (`gguf`, `lineage.gguf_lora`) after it is complete; a file made for a
     GGUF of another layout, from an older converter, or damaged, is converted again.
     """
-    card = _adapter_of(registry, adapter, base)
+    card = adapter_of(registry, adapter, base)
     registry.verify(adapter)  # the PEFT files are the source of truth: convert only intact ones
     folder = registry.entry_dir(adapter)
     layout = base_layout(base_gguf)
@@ -77,7 +78,7 @@ def ensure_gguf_lora(registry: Registry, adapter: str, *, base: str, base_gguf: 
         facts = convert_lora(folder, base_gguf, folder / ADAPTER_GGUF, adapter_id=adapter)
         record = GgufFile(file=ADAPTER_GGUF, sha256=sha256_file(folder / ADAPTER_GGUF))
         facts |= {"base": base, "base_gguf": base_gguf.name, "base_layout": layout}
-        registry.update_card(adapter, gguf=record, lineage={**card.lineage, "gguf_lora": facts})
+        registry.update_card(adapter, gguf=record, lineage=card.lineage.model_copy(update={"gguf_lora": facts}))
     return folder / ADAPTER_GGUF
 
 
@@ -159,21 +160,10 @@ def rope_rows_to_gguf(rows: Any, n_heads: int) -> Any:
 
 
 # ---- helpers ---------------------------------------------------------------------------------------
-def _adapter_of(registry: Registry, adapter: str, base: str) -> ModelCard:
-    card = registry.card(adapter)
-    if card.kind is not EntryKind.ADAPTER or card.base != base:
-        raise BadInputError(
-            f"{adapter!r} is not an adapter of {base!r} (kind={card.kind.value}, base={card.base!r}).",
-            fix="pick an adapter whose base is this model (`agentkit models list`).",
-        )
-    check_trained_on(card, registry.card(base))
-    return card
-
-
 def _usable(folder: Path, card: ModelCard, layout: str) -> bool:
     """The recorded GGUF LoRA is there, intact, from this converter and for this base layout."""
     kept = card.gguf
-    facts = card.lineage.get("gguf_lora") or {}
+    facts = card.lineage.gguf_lora or {}
     if kept is None or facts.get("converter") != CONVERTER_VERSION or facts.get("base_layout") != layout:
         return False
     file = folder / kept.file

@@ -155,9 +155,9 @@ def test_converted_once_into_the_entry_and_recorded(lab: dict[str, Any]) -> None
     card = home.card("lora-once")
     assert path == home.entry_dir("lora-once") / ADAPTER_GGUF and card.gguf is not None
     assert card.gguf.file == ADAPTER_GGUF and gguf_path(home, card) == path  # the engine's lookup finds it
-    facts = card.lineage["gguf_lora"]
+    facts = card.lineage.gguf_lora
     assert (facts["arch"], facts["alpha"], facts["modules"], facts["base"]) == ("llama", 16, 60, BASE)
-    assert card.lineage["base_weights_sha256"] == home.card(BASE).weights  # the rest of the lineage stays
+    assert card.lineage.base_weights_sha256 == home.card(BASE).weights  # the rest of the lineage stays
     # PEFT files kept and still verified (export / merge read them); the GGUF is not a weight file.
     assert set(card.weights) == {"adapter_model.safetensors"}
     assert (path.parent / "adapter_config.json").is_file()
@@ -355,7 +355,7 @@ def adapter_copy(lab: dict[str, Any], name: str, **config: Any) -> str:
         (stage / "adapter_config.json").write_text(json.dumps({**data, **config}))
         card = home.card("lora-a")
         return {"kind": "adapter", "task": "causal_lm", "base": BASE, "method": "lora", "source": card.source,
-                "lineage": {"base_weights_sha256": card.lineage["base_weights_sha256"]}}  # fmt: skip
+                "lineage": {"base_weights_sha256": card.lineage.base_weights_sha256}}  # fmt: skip
 
     home.create_entry(name, write)
     return name
@@ -425,7 +425,7 @@ def test_an_adapter_of_another_base_is_refused(
     # the base id matches, but the adapter was trained on other weights than those now under it
     adapter_copy(lab, "lora-stale")
     card = home.card("lora-stale")
-    stale = {**card.lineage, "base_weights_sha256": {"model.safetensors": "0" * 64}}
+    stale = card.lineage.model_copy(update={"base_weights_sha256": {"model.safetensors": "0" * 64}})
     home.update_card("lora-stale", lineage=stale)
     assert "trained on other weights" in refused(lab, "lora-stale")
     # a GGUF of another model: same architecture and tensor names, other widths. lora-a was already

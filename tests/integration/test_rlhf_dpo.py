@@ -38,7 +38,7 @@ def home(tmp_path_factory: pytest.TempPathFactory, registry: Registry) -> Regist
 
 def _config(home: Registry, base: str, output: str, **train: object) -> TuneConfig:
     return TuneConfig.model_validate({
-        "base": base, "method": "dpo", "dpo": {"r": 8, "alpha": 16, "beta": 0.1},
+        "base": base, "method": "dpo", "dpo": {"lora": {"r": 8, "alpha": 16}, "beta": 0.1},
         "data": {"train": str(home.root.parent / "pairs.json"), "eval_fraction": 0.25},
         "train": {"learning_rate": 5e-4, "batch_size": 3, "max_length": 64, "max_steps": 3, **train},
         "output": output,
@@ -69,7 +69,7 @@ def test_dpo_lora_moves_the_adapter_only_and_registers(home: Registry) -> None:
         "dpo",
         "smollm2-135m-instruct",
     )
-    assert card.lineage["started_from"] == "smollm2-135m-instruct" and card.lineage["train_pairs"] == 6
+    assert card.lineage.start.entry == "smollm2-135m-instruct" and card.lineage.train_pairs == 6
     assert set(card.weights) == {"adapter_model.safetensors"}  # not TRL's "ref" copy
 
     # Implicit reward: the trained policy against the reference (adapter disabled).
@@ -84,12 +84,12 @@ def test_dpo_lora_moves_the_adapter_only_and_registers(home: Registry) -> None:
 
 def test_dpo_from_an_sft_adapter_continues_it_from_the_cli_path(home: Registry) -> None:
     sft = TuneConfig.model_validate({
-        "base": "smollm2-135m-instruct", "method": "sft", "sft": {"r": 8},
+        "base": "smollm2-135m-instruct", "method": "sft", "sft": {"lora": {"r": 8}},
         "data": {"train": str(home.root.parent / "sft.jsonl"), "eval_fraction": 0},
         "train": {"learning_rate": 1e-3, "batch_size": 4, "max_length": 64, "max_steps": 2}, "output": "sft-a",
     })  # fmt: skip
     assert train(sft, registry=home).method == "sft"
     card = train(_config(home, "sft-a", "dpo-on-sft"), registry=home)
-    assert card.base == "smollm2-135m-instruct" and card.lineage["started_from"] == "sft-a"
-    assert card.lineage["started_from_method"] == "sft" and "frozen" in card.lineage["reference"]
+    assert card.base == "smollm2-135m-instruct" and card.lineage.start.entry == "sft-a"
+    assert card.lineage.start.method == "sft" and "frozen" in card.lineage.reference
     home.verify(card.id)

@@ -37,9 +37,9 @@ def write_pipeline(root: Path, reward_model: str) -> Path:
         "prompt": [{"role": "user", "content": q}], "chosen": [{"role": "assistant", "content": a}],
         "rejected": [{"role": "assistant", "content": "No."}]}) for q, a in QA))  # fmt: skip
     stages = {
-        "sft": {"base": "smollm2-135m-instruct", "method": "sft", "sft": {"r": 4},
+        "sft": {"base": "smollm2-135m-instruct", "method": "sft", "sft": {"lora": {"r": 4}},
                 "data": {"train": "sft.jsonl", "eval_fraction": 0}, "train": TRAIN, "output": "p-sft"},
-        "reward": {"base": "smollm2-135m-instruct", "method": "reward", "reward": {"r": 4},
+        "reward": {"base": "smollm2-135m-instruct", "method": "reward", "reward": {"lora": {"r": 4}},
                    "data": {"train": "prefs.jsonl", "eval_fraction": 0}, "train": TRAIN, "output": "p-reward"},
         "ppo": {"base": "p-sft", "method": "ppo",
                 "ppo": {"reward_model": reward_model, "sampling": {"max_new_tokens": 6}, "ppo_epochs": 1},
@@ -71,9 +71,9 @@ def test_pipeline_registers_three_linked_stages_and_reruns_a_failed_one(tmp_path
     assert home.card("p-sft").created == sft_created
 
     sft, reward, ppo = (home.card(i) for i in ("p-sft", "p-reward", "p-ppo"))
-    assert [c.lineage["pipeline"]["after"] for c in (sft, reward, ppo)] == [None, "p-sft", "p-reward"]
-    assert {c.lineage["pipeline"]["name"] for c in (sft, reward, ppo)} == {"tiny-rlhf"}
-    assert (ppo.lineage["policy_from"], ppo.lineage["reward_model"]) == ("p-sft", "p-reward")
+    assert [c.lineage.pipeline["after"] for c in (sft, reward, ppo)] == [None, "p-sft", "p-reward"]
+    assert {c.lineage.pipeline["name"] for c in (sft, reward, ppo)} == {"tiny-rlhf"}
+    assert (ppo.lineage.start.entry, ppo.lineage.reward_model) == ("p-sft", "p-reward")
     assert (ppo.method, ppo.base, sft.method, reward.method) == ("ppo", "smollm2-135m-instruct", "sft", "reward")
 
     # Everything registered: a second run skips every stage.

@@ -41,7 +41,7 @@ def home(tmp_path_factory: pytest.TempPathFactory, registry: Registry) -> Regist
         "train": {"max_steps": 2, "batch_size": 3, "learning_rate": 5e-3, "max_length": 64}, "output": "sft",
     }), registry=home)  # fmt: skip
     train(TuneConfig.model_validate({
-        "base": "smollm2-135m-instruct", "method": "reward", "reward": {"r": 4},
+        "base": "smollm2-135m-instruct", "method": "reward", "reward": {"lora": {"r": 4}},
         "data": {"train": str(root / "pairs.jsonl"), "eval_fraction": 0},
         "train": {"max_steps": 2, "batch_size": 6, "learning_rate": 1e-3, "max_length": 64}, "output": "rm",
     }), registry=home)  # fmt: skip
@@ -78,8 +78,8 @@ def test_ppo_steps_move_the_lora_and_value_head_only_and_log_finite_kl(home: Reg
 
     card = trainer.register()
     assert (card.kind.value, card.base, card.method) == ("adapter", "smollm2-135m-instruct", "ppo")
-    assert card.lineage["policy_from"] == "sft" and card.lineage["reward_model"] == "rm"
-    assert card.lineage["reward_weights_sha256"] == home.card("rm").weights
+    assert card.lineage.start.entry == "sft" and card.lineage.reward_model == "rm"
+    assert card.lineage.reward_weights_sha256 == home.card("rm").weights
     folder = home.path(card.id)
     assert (folder / "training_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert [e["score"] for e in json.loads((folder / "metrics.json").read_text())["steps"]] == [
@@ -137,7 +137,7 @@ def group_config(home: Registry, method: str, output: str, batch_size: int = 4) 
 @pytest.mark.parametrize("method", ["grpo", "rloo"])
 def test_grpo_and_rloo_train_through_trl_with_the_reward_model(home: Registry, method: str) -> None:
     card = train(group_config(home, method, f"{method}-a"), registry=home)
-    assert (card.method, card.base, card.lineage["reward_model"]) == (method, "smollm2-135m-instruct", "rm")
+    assert (card.method, card.base, card.lineage.reward_model) == (method, "smollm2-135m-instruct", "rm")
     assert card.metrics["steps"] == 2 and math.isfinite(card.metrics["score_last"])
     log = json.loads((home.path(card.id) / "rl_log.json").read_text())
     rewards = [e["reward"] for e in log if "reward" in e]

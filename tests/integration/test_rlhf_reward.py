@@ -51,7 +51,7 @@ def _config(home: Registry, output: str, block: dict, **train: object) -> TuneCo
 
 
 def test_lora_reward_learns_registers_and_scores_like_training(home: Registry) -> None:
-    run = RewardRun.prepare(_config(home, "rm-lora", {"r": 8, "alpha": 16}), home)
+    run = RewardRun.prepare(_config(home, "rm-lora", {"lora": {"r": 8, "alpha": 16}}), home)
     before = run.evaluate("train")
     frozen = {n: p.detach().clone() for n, p in run.model.named_parameters() if not p.requires_grad}
     trained = {n: p.detach().clone() for n, p in run.model.named_parameters() if p.requires_grad}
@@ -74,7 +74,7 @@ def test_lora_reward_learns_registers_and_scores_like_training(home: Registry) -
         "reward",
         "smollm2-135m-instruct",
     )
-    assert card.lineage["started_from"] == "smollm2-135m-instruct" and card.lineage["train_pairs"] == 6
+    assert card.lineage.start.entry == "smollm2-135m-instruct" and card.lineage.train_pairs == 6
     rm = RewardModel.load("rm-lora", home)
     pairs = run.eval_pairs
     loaded = rm.score([p.prompt for p in pairs] * 2, [p.chosen for p in pairs] + [p.rejected for p in pairs])

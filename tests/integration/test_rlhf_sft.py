@@ -10,7 +10,7 @@ import pytest
 from agentkit.registry import Registry
 from agentkit.registry.importer import copy_hf_folder
 from agentkit.tuning import TuneConfig
-from agentkit.tuning.sft import run_sft
+from agentkit.tuning.trainer import train
 
 pytestmark = pytest.mark.integration
 
@@ -36,9 +36,9 @@ def test_sft_trains_and_registers_as_sft(home: Registry, peft: str) -> None:
         "train": {"learning_rate": 1e-4 if peft == "full" else 3e-3, "batch_size": 3, "max_length": 64, "max_steps": 3},
         "output": f"sft-{peft}",
     })  # fmt: skip
-    card = run_sft(config, home, resume=False, progress=False)
-    assert card.method == "sft" and card.lineage["config"]["method"] == "sft"
-    assert card.lineage["config"]["sft"]["peft"] == peft
+    card = train(config, registry=home)
+    assert card.method == "sft" and card.lineage.config["method"] == "sft"
+    assert card.lineage.config["sft"]["peft"] == peft
     assert card.metrics["eval_loss"] < card.metrics["train_loss_first"] + 1.0  # finite, trained
     assert card.metrics["train_loss_last"] < card.metrics["train_loss_first"]
     if peft == "lora":

@@ -65,10 +65,10 @@ def test_adapter_is_registered_in_peft_format_with_lineage(tuned: dict) -> None:
     assert (folder / "adapter_config.json").is_file() and set(card.weights) == {"adapter_model.safetensors"}
     home.verify("banana-lora")
     lineage = card.lineage
-    assert lineage["data_sha256"] == hashlib.sha256(tuned["data"].read_bytes()).hexdigest()
-    assert lineage["data_rows"] == 16 and lineage["train_rows"] + lineage["eval_rows"] == 16
-    assert lineage["base_weights_sha256"] == home.card("smollm2-135m-instruct").weights
-    assert lineage["config"]["lora"]["r"] == 8 and card.chat_template and "eval_loss" in card.metrics
+    assert lineage.data_sha256 == hashlib.sha256(tuned["data"].read_bytes()).hexdigest()
+    assert lineage.data_rows == 16 and lineage.train_rows + lineage.eval_rows == 16
+    assert lineage.base_weights_sha256 == home.card("smollm2-135m-instruct").weights
+    assert lineage.config["lora"]["r"] == 8 and card.chat_template and "eval_loss" in card.metrics
     from safetensors import safe_open
 
     with safe_open(folder / "adapter_model.safetensors", "pt") as handle:
@@ -140,7 +140,7 @@ def test_export_loads_with_plain_peft_and_merge_matches_the_adapter(tuned: dict,
         exported = PeftModel.from_pretrained(base, target)(ids).logits
 
     merged = merge_adapter(home, "banana-lora", "banana-merged")
-    assert merged.kind.value == "base" and merged.lineage["adapter"] == "banana-lora"
+    assert merged.kind.value == "base" and merged.lineage.merged_from == "banana-lora"
     with torch.no_grad():
         folded = AutoModelForCausalLM.from_pretrained(home.path("banana-merged"), use_safetensors=True)(ids).logits
     assert torch.allclose(exported, folded, atol=1e-4)

@@ -99,11 +99,11 @@ def test_continued_run_trains_on_and_keeps_the_base(runs: dict) -> None:
 def test_lineage_records_the_init_adapter(runs: dict) -> None:
     card, home = runs["card"], runs["home"]
     assert card.kind.value == "adapter" and card.base == BASE and card.method == "lora"
-    assert card.lineage["init_adapter"] == "kiwi-lora"
-    assert card.lineage["init_adapter_weights_sha256"] == runs["first_card"].weights
-    block = card.lineage["config"]["lora"]  # the settings really trained, not the block's defaults
+    assert card.lineage.init_adapter == "kiwi-lora"
+    assert card.lineage.init_adapter_weights_sha256 == runs["first_card"].weights
+    block = card.lineage.config["lora"]  # the settings really trained, not the block's defaults
     assert block["init_adapter"] == "kiwi-lora" and {k: block[k] for k in FIRST} == FIRST
-    assert runs["first_card"].lineage["init_adapter"] is None
+    assert runs["first_card"].lineage.init_adapter is None
     home.verify("kiwi-lora-2")
 
 

@@ -121,7 +121,7 @@ def test_two_processes_under_accelerate_launch_register_a_peft_adapter(home: Reg
     )  # fmt: skip
     assert out.returncode == 0, out.stderr[-3000:]
     card = home.card("ddp-lora")
-    assert card.lineage["processes"] == 2 and card.kind.value == "adapter"
+    assert card.lineage.processes == 2 and card.kind.value == "adapter"
     assert sorted(card.weights) == ["adapter_model.safetensors"]
     assert (home.path("ddp-lora") / "adapter_config.json").is_file()
     assert out.stdout.count('"id": "ddp-lora"') == 1  # only the main process reports

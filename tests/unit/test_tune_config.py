@@ -10,6 +10,8 @@ from pydantic import ValidationError
 from agentkit.errors import BadInputError
 from agentkit.tuning import TuneConfig, register_method
 from agentkit.tuning.lora.config import LoraMethodConfig
+from agentkit.tuning import methods
+from agentkit.tuning.data import DataConfig
 from agentkit.tuning.methods import TuningMethod, get_method, method_names
 
 BASE = {"base": "smollm2-135m-instruct", "method": "lora", "data": {"train": "t.jsonl"}, "output": "x"}
@@ -40,11 +42,22 @@ def test_unknown_method_lists_the_registered_ones() -> None:
 
 def test_register_method_rejects_duplicates_and_bad_names() -> None:
     with pytest.raises(BadInputError, match="already registered"):
-        register_method(TuningMethod(name="lora", config_class=LoraMethodConfig, apply=lambda m, c, t: m))
+        register_method(TuningMethod(name="lora", config_class=LoraMethodConfig))
     with pytest.raises(BadInputError, match="lower_snake_case"):
-        register_method(TuningMethod(name="Bad-Name", config_class=LoraMethodConfig, apply=lambda m, c, t: m))
-    with pytest.raises(BadInputError, match="neither `apply` nor `run`"):
-        register_method(TuningMethod(name="no_way_to_train", config_class=LoraMethodConfig))
+        register_method(TuningMethod(name="Bad-Name", config_class=LoraMethodConfig))
+
+
+def test_a_method_on_the_trainer_path_must_say_what_trains() -> None:
+    """The default `run` is the HF Trainer path, which needs the block's PEFT config; a method
+    with a loop of its own passes `run` and may use any block."""
+    with pytest.raises(BadInputError, match="is not a TrainerMethodConfig.*pass `run=`"):
+        register_method(TuningMethod(name="no_peft_config", config_class=DataConfig))
+    loop = TuningMethod(name="own_loop_test_method", config_class=DataConfig, run=lambda *a, **k: None)
+    try:
+        assert register_method(loop) is loop and not loop.uses_trainer
+    finally:
+        methods._METHODS.pop(loop.name, None)
+    assert get_method("lora").uses_trainer and not get_method("ppo").uses_trainer
 
 
 def test_yaml_paths_are_relative_to_the_config_file(tmp_path: Path) -> None:
@@ -116,3 +129,21 @@ def test_the_shared_trainer_path_refuses_a_method_with_its_own_loop(tmp_path: Pa
                                         "ppo": {"reward_model": "r"}, "data": {"train": "p.jsonl"}})  # fmt: skip
     with pytest.raises(BadInputError, match="loop of its own"):
         Run.prepare(config, Registry(tmp_path))
+
+
+def test_lora_settings_have_one_shape_and_flat_keys_of_old_configs_still_load() -> None:
+    """sft, dpo and reward take their LoRA under `lora:`, as ppo and grpo do; an old config's flat
+    keys move there with a FutureWarning, and a key given both ways is refused by name."""
+    base = {"base": "smollm2-135m-instruct", "output": "x"}
+    sft = TuneConfig.model_validate({**base, "method": "sft", "sft": {"lora": {"r": 4}}, "data": {"train": "t.jsonl"}})
+    assert sft.method_config.lora.r == 4 and sft.to_yaml_dict()["sft"]["lora"]["r"] == 4
+    with pytest.warns(FutureWarning, match=r"sft: LoRA settings \(r, alpha\) belong in a `lora:` block"):
+        old = TuneConfig.model_validate({**base, "method": "sft", "sft": {"r": 4, "alpha": 8}, "data": {"train": "t.jsonl"}})
+    assert (old.method_config.lora.r, old.method_config.lora.alpha) == (4, 8)
+    pairs = {"train": "p.jsonl"}
+    dpo = TuneConfig.model_validate({**base, "method": "dpo", "dpo": {"lora": {"r": 4}}, "data": pairs})
+    assert (dpo.method_config.lora.r, dpo.method_config.lora.alpha) == (4, 32)  # the preference defaults
+    with pytest.raises(ValidationError, match=r"reward.r and reward.lora.r are both set"):
+        TuneConfig.model_validate({**base, "method": "reward", "reward": {"r": 4, "lora": {"r": 8}}, "data": pairs})
+    with pytest.raises(ValidationError, match=r"sft.lora applies to peft: lora only"):
+        TuneConfig.model_validate({**base, "method": "sft", "sft": {"peft": "full", "lora": {"r": 4}}, "data": {"train": "t.jsonl"}})

@@ -4,18 +4,16 @@ with lineage; plus the implicit-reward accuracy the bench and the metrics report
 
 from __future__ import annotations
 
-import json
 import time
-from pathlib import Path
 from typing import Any
 
 from agentkit.errors import BadInputError
-from agentkit.registry import ModelCard, Registry, SourceInfo
+from agentkit.registry import ModelCard, Registry
+from agentkit.registry.card import Lineage
 from agentkit.tuning.dpo.config import DpoMethodConfig
 from agentkit.tuning.preference import PreferencePair, data_sha256, load_preference_split
-from agentkit.tuning.reporting import progress_callback, write_artifacts
-from agentkit.tuning.sft.start import StartPoint, load_start, resolve_start
-from agentkit.tuning.stage import check_output_free
+from agentkit.tuning.reporting import progress_callback
+from agentkit.tuning.stage import StartPoint, check_output_free, register_result
 
 
 def trl_rows(pairs: list[PreferencePair]) -> Any:
@@ -90,10 +88,10 @@ class DpoRun:
         registry = registry or Registry.default()
         check_output_free(registry, config.output)
         method: DpoMethodConfig = config.method_config
-        start = resolve_start(registry, config.base)
+        start = StartPoint.resolve(registry, config.base)
         train, held = load_preference_split(config.data)
         set_seed(config.train.seed)
-        continued = method.peft == "lora" and start.merged_adapter is not None
+        continued = method.peft == "lora" and start.adapter is not None
         ref_model, peft_config = None, None
         if continued:
             # DPO continues the SFT adapter; TRL copies it into a frozen "ref" adapter, so the
@@ -102,15 +100,13 @@ class DpoRun:
 
             model = load_weights(registry.path(start.base.id), AutoModelForCausalLM)
             model = PeftModel.from_pretrained(model, str(registry.path(start.entry.id)), is_trainable=True)
-            _, tokenizer = load_start(
-                registry, StartPoint(start.entry, start.base, None), AutoModelForCausalLM
-            )
+            _, tokenizer = start.load(registry, fold=False)
         else:
-            model, tokenizer = load_start(registry, start, AutoModelForCausalLM)
+            model, tokenizer = start.load(registry)
             if method.peft == "lora":
-                peft_config = method.to_peft()  # reference: this model with the adapter disabled
+                peft_config = method.lora.to_peft("causal_lm")  # reference: this model with the adapter disabled
             else:
-                ref_model, _ = load_start(registry, start, AutoModelForCausalLM)
+                ref_model, _ = start.load(registry)
                 ref_model.eval().requires_grad_(False)
         train_cfg = config.train
         args = DPOConfig(
@@ -150,40 +146,26 @@ class DpoRun:
         return self.metrics
 
     def register(self) -> ModelCard:
+        """Publish the policy: the trained adapter only (not TRL's frozen "ref" copy), or a base entry."""
         config = self.config
         adapter = hasattr(self.model, "peft_config")
-
-        def write(stage: Path) -> dict[str, Any]:
-            if adapter:  # the trained adapter only, not TRL's frozen "ref" copy
-                self.model.save_pretrained(stage, selected_adapters=["default"])
-            else:
-                self.model.save_pretrained(stage)
-            self.tokenizer.save_pretrained(stage)
-            (stage / "trainer_log.json").write_text(json.dumps(self.trainer.state.log_history, indent=1))
-            write_artifacts(stage, self.metrics, self.trainer.state.log_history)
-            lineage = {
-                "config": config.to_yaml_dict(), **self.start.lineage(),
-                "data_sha256": data_sha256(config.data.train, config.data.eval),
-                "train_pairs": len(self.train_pairs), "eval_pairs": len(self.eval_pairs),
-                "reference": "the start adapter, frozen" if self.continued
-                else ("the start model (adapter disabled)" if adapter else "a frozen copy of the start model"),
-            }  # fmt: skip
-            if self.continued:
-                lineage["merged_adapter"] = (
-                    None  # the SFT adapter was continued, not merged: this one replaces it
-                )
-            return {
-                "kind": "adapter" if adapter else "base",
-                "task": "causal_lm",
-                "base": self.start.base.id if adapter else None,
-                "method": "dpo",
-                "source": SourceInfo(type="tuning", ref=str(self.registry.root / "runs" / config.output)),
-                "chat_template": self.tokenizer.chat_template,
-                "metrics": self.metrics,
-                "lineage": lineage,
-            }
-
-        return self.registry.create_entry(config.output, write)
+        reference = ("the start adapter, frozen" if self.continued
+                     else "the start model (adapter disabled)" if adapter else "a frozen copy of the start model")  # fmt: skip
+        lineage = Lineage(
+            config=config.to_yaml_dict(), base_weights_sha256=self.start.base.weights,
+            # A continued SFT adapter is not folded in: this one replaces it.
+            start=self.start.lineage(folded=not self.continued),
+            data_sha256=data_sha256(config.data.train, config.data.eval),
+            train_pairs=len(self.train_pairs), eval_pairs=len(self.eval_pairs), reference=reference,
+        )  # fmt: skip
+        save = (lambda stage: self.model.save_pretrained(stage, selected_adapters=["default"])) if adapter \
+            else self.model.save_pretrained  # fmt: skip
+        return register_result(
+            self.registry, config.output, save=save, tokenizer=self.tokenizer, task="causal_lm", method="dpo",
+            base=self.start.base.id if adapter else None, metrics=self.metrics, lineage=lineage,
+            source_ref=str(self.registry.root / "runs" / config.output),
+            log=("trainer_log.json", self.trainer.state.log_history),
+        )  # fmt: skip
 
 
 def run_dpo(config: Any, registry: Registry, *, resume: bool = False, progress: bool = False) -> ModelCard:

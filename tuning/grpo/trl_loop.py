@@ -7,7 +7,8 @@ from typing import Any
 
 from agentkit.errors import BadInputError
 from agentkit.registry import ModelCard, Registry
-from agentkit.tuning.rl_policy import PolicySource, check_reward_tokenizer
+from agentkit.tuning.rl_policy import check_reward_tokenizer
+from agentkit.tuning.stage import StartPoint
 from agentkit.tuning.rl_stage import check_fresh_output, load_reward, load_stage_prompts, register_rl_result
 
 CURVES = {"reward": "reward-model score (mean)", "kl": "KL to reference (per token)", "loss": "loss",
@@ -60,11 +61,11 @@ def run_group_method(config: Any, registry: Registry, *, resume: bool = False, p
         )
     args_class, trainer_class = _trl_classes(algorithm)
     check_fresh_output(registry, config, resume)
-    source = PolicySource.resolve(registry, config.base)
+    start = StartPoint.resolve(registry, config.base, plain_lora=True)
     prompts = load_stage_prompts(config)
     reward = load_reward(registry, block.reward_model)
     set_seed(train.seed)
-    model, tokenizer = source.load(registry)
+    model, tokenizer = start.load(registry)
     check_reward_tokenizer(tokenizer, reward, config.base, block.reward_model)
     tokenizer.padding_side = "left"  # TRL generates from left-padded prompts
     args = args_class(
@@ -96,6 +97,6 @@ def run_group_method(config: Any, registry: Registry, *, resume: bool = False, p
     }
     tokenizer.padding_side = "right"  # as saved by every other stage
     return register_rl_result(
-        registry, config, source, trainer.model, tokenizer, block.reward_model, prompts, metrics,
+        registry, config, start, trainer.model, tokenizer, block.reward_model, prompts, metrics,
         trainer.state.log_history, CURVES, {"trainer": f"trl.{trainer_class.__name__}", "reference": "the policy with its LoRA disabled"},
     )  # fmt: skip

@@ -6,13 +6,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+from typing import ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+
+from agentkit.tuning.methods import TrainerMethodConfig
 
 
-class LoraMethodConfig(BaseModel):
-    """LoRA's settings, shared by every block that trains a LoRA (lora, sft, ppo.lora, grpo.lora)."""
-
-    model_config = ConfigDict(extra="forbid")
+class LoraMethodConfig(TrainerMethodConfig):
+    """LoRA's settings, the one shape of every block that trains a LoRA: `lora:` itself, and the
+    `lora:` inside sft, dpo, reward, ppo, grpo and rloo."""
 
     r: int = Field(default=8, gt=0, description="rank of the update matrices")
     alpha: float = Field(default=16, gt=0, description="scaling: the update is multiplied by alpha / r")
@@ -37,6 +40,59 @@ class LoraMethodConfig(BaseModel):
             bias=self.bias,
             task_type=TaskType.CAUSAL_LM if task == "causal_lm" else TaskType.SEQ_CLS,
         )
+
+
+class PreferenceLoraConfig(LoraMethodConfig):
+    """The LoRA of the preference stages (reward, dpo): the same fields, defaults sized for a few
+    hundred pairs (rank 16, alpha 32, no dropout)."""
+
+    r: int = Field(default=16, gt=0, description="rank of the update matrices")
+    alpha: float = Field(default=32, gt=0, description="scaling: the update is multiplied by alpha / r")
+    dropout: float = Field(default=0.0, ge=0, lt=1)
+
+
+LORA_FIELDS = ("r", "alpha", "dropout", "target_modules", "use_dora", "use_rslora", "bias")
+
+
+def nest_flat_lora_keys(values: Any, block: str) -> Any:
+    """A block written before LoRA settings had one shape (`sft: {r: 8}`, `dpo: {r: 16, alpha: 32}`):
+    its flat LoRA keys move under `lora:`, with a FutureWarning naming the new shape."""
+    if not isinstance(values, dict):
+        return values
+    flat = [key for key in LORA_FIELDS if key in values]
+    if not flat:
+        return values
+    import warnings
+
+    if isinstance(values.get("lora"), dict) and set(flat) & set(values["lora"]):
+        raise ValueError(f"{block}.{flat[0]} and {block}.lora.{flat[0]} are both set; keep {block}.lora.{flat[0]}")
+    values = dict(values)
+    nested = dict(values.get("lora") or {})
+    nested.update({key: values.pop(key) for key in flat})
+    values["lora"] = nested
+    warnings.warn(f"{block}: LoRA settings ({', '.join(flat)}) belong in a `lora:` block inside {block}: "
+                  f"write `{block}: {{lora: {{{flat[0]}: ...}}}}`", FutureWarning, stacklevel=2)  # fmt: skip
+    return values
+
+
+class LoraOrFull(BaseModel):
+    """A block that trains a LoRA (`peft: lora`, its settings under `lora:`) or every weight
+    (`peft: full`): sft, reward and dpo. Subclasses declare `peft` and `lora` (their own defaults)
+    and name their block in `block`."""
+
+    model_config = ConfigDict(extra="forbid")
+    block: ClassVar[str]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _flat_lora_keys(cls, values: Any) -> Any:
+        return nest_flat_lora_keys(values, cls.block)
+
+    @model_validator(mode="after")
+    def _lora_needs_lora(self) -> LoraOrFull:
+        if getattr(self, "peft") == "full" and "lora" in self.model_fields_set:
+            raise ValueError(f"{self.block}.lora applies to peft: lora only; remove it or set peft: lora")
+        return self
 
 
 # What a LoRA's weights were trained as: a run continuing from them has to keep all of these.
@@ -71,6 +127,13 @@ class LoraTuneConfig(LoraMethodConfig):
     @property
     def init_dir(self) -> Path | None:
         return self._init_dir
+
+    def make_trainable(self, model: Any, task: str) -> Any:
+        if self.init_adapter is not None:
+            from agentkit.tuning.lora.init_adapter import load_init_adapter
+
+            return load_init_adapter(model, self)
+        return super().make_trainable(model, task)
 
     def continuing(self, settings: dict[str, Any], folder: Path) -> LoraTuneConfig:
         """A copy that trains on from the adapter in `folder`, with its weight-shaping `settings`

@@ -80,11 +80,16 @@ def load_init_adapter(model: Any, config: LoraTuneConfig) -> Any:
 
 def _lora_settings(card: ModelCard) -> dict[str, Any] | None:
     """The LoRA settings an adapter was tuned with, as written in its tune.yaml (lineage), or None
-    when it is not a LoRA: method lora, or sft with `peft: lora`."""
-    block = card.lineage.get("config", {}).get(card.method or "")
-    if not isinstance(block, dict):
+    when it is not a LoRA: method lora, or sft with `peft: lora` (its `lora:` block; flat in sft
+    cards written before LoRA settings had one shape)."""
+    block = card.lineage.method_block(card.method)
+    if block is None:
         return None
-    if not (card.method == "lora" or (card.method == "sft" and block.get("peft") == "lora")):
+    if card.method == "sft":
+        if block.get("peft", "lora") != "lora":
+            return None
+        block = block.get("lora", block)
+    elif card.method != "lora":
         return None
     defaults = LoraTuneConfig()
     return {field: block.get(field, getattr(defaults, field)) for field in WEIGHT_SHAPING_FIELDS}

@@ -15,15 +15,12 @@ class PTuningMethodConfig(VirtualTokensConfig):
     encoder: Literal["mlp", "lstm"] = "mlp"
     encoder_hidden_size: int = Field(default=256, gt=0)
 
+    def to_peft(self, task: str) -> Any:
+        from peft import PromptEncoderConfig, PromptEncoderReparameterizationType
 
-def apply_p_tuning(model: Any, config: PTuningMethodConfig, task: str) -> Any:
-    from peft import PromptEncoderConfig, PromptEncoderReparameterizationType, get_peft_model
-
-    kind = PromptEncoderReparameterizationType.MLP if config.encoder == "mlp" else PromptEncoderReparameterizationType.LSTM
-    return get_peft_model(model, PromptEncoderConfig(
-        task_type=peft_task(task), num_virtual_tokens=config.num_virtual_tokens,
-        encoder_reparameterization_type=kind, encoder_hidden_size=config.encoder_hidden_size,
-    ))  # fmt: skip
+        kind = PromptEncoderReparameterizationType.MLP if self.encoder == "mlp" else PromptEncoderReparameterizationType.LSTM
+        return PromptEncoderConfig(task_type=peft_task(task), num_virtual_tokens=self.num_virtual_tokens,
+                                   encoder_reparameterization_type=kind, encoder_hidden_size=self.encoder_hidden_size)  # fmt: skip
 
 
-register_method(TuningMethod(name="p_tuning", config_class=PTuningMethodConfig, apply=apply_p_tuning))
+register_method(TuningMethod(name="p_tuning", config_class=PTuningMethodConfig))

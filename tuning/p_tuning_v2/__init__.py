@@ -25,16 +25,17 @@ class PTuningV2MethodConfig(VirtualTokensConfig):
         description="init: activations -- the text whose keys/values start the prefixes (repeated to length)",
     )
 
+    def to_peft(self, task: str) -> Any:
+        from peft import PrefixTuningConfig
 
-def apply_p_tuning_v2(model: Any, config: PTuningV2MethodConfig, task: str) -> Any:
-    from peft import PrefixTuningConfig, get_peft_model
+        return PrefixTuningConfig(task_type=peft_task(task), num_virtual_tokens=self.num_virtual_tokens,
+                                  prefix_projection=False)  # fmt: skip
 
-    peft_model = get_peft_model(model, PrefixTuningConfig(
-        task_type=peft_task(task), num_virtual_tokens=config.num_virtual_tokens, prefix_projection=False,
-    ))  # fmt: skip
-    if config.init == "activations":
-        init_from_activations(peft_model, config.init_text, config.num_virtual_tokens)
-    return peft_model
+    def make_trainable(self, model: Any, task: str) -> Any:
+        peft_model = super().make_trainable(model, task)
+        if self.init == "activations":
+            init_from_activations(peft_model, self.init_text, self.num_virtual_tokens)
+        return peft_model
 
 
 def init_from_activations(peft_model: Any, text: str, n: int) -> None:
@@ -61,7 +62,7 @@ def init_from_activations(peft_model: Any, text: str, n: int) -> None:
 
 
 register_method(TuningMethod(
-    name="p_tuning_v2", config_class=PTuningV2MethodConfig, apply=apply_p_tuning_v2,
+    name="p_tuning_v2", config_class=PTuningV2MethodConfig,
     tasks=frozenset({"causal_lm"}),
     why_not="transformers 5 encoders (BERT, MiniLM) take no past key values, and prefixes are trained past key values",
 ))

@@ -13,7 +13,8 @@ from agentkit.registry import ModelCard, Registry
 from agentkit.tuning.ppo.advantages import gae, masked_mean, masked_whiten, token_rewards
 from agentkit.tuning.ppo.kl_control import AdaptiveKLController, FixedKLController
 from agentkit.tuning.ppo.losses import entropy_of, logprobs_of, policy_loss, value_loss
-from agentkit.tuning.rl_policy import PolicySource, check_reward_tokenizer, new_lora
+from agentkit.tuning.rl_policy import check_reward_tokenizer, new_lora
+from agentkit.tuning.stage import StartPoint
 from agentkit.tuning.ppo.rollout import Rollout, collect, forward_response, new_value_head
 from agentkit.tuning.rl_stage import (
     Prompts,
@@ -32,11 +33,11 @@ CURVES = {"score": "reward-model score (mean)", "kl": "KL to reference (nats / r
 class PPOTrainer:
     """One PPO run: `prepare` (load policy, reference, reward model, prompts), `fit`, `register`."""
 
-    def __init__(self, config: Any, registry: Registry, source: PolicySource, peft_model: Any, value_head: Any,
+    def __init__(self, config: Any, registry: Registry, start: StartPoint, peft_model: Any, value_head: Any,
                  tokenizer: Any, reward: Any, prompts: Prompts) -> None:  # fmt: skip
         import torch
 
-        self.config, self.registry, self.source = config, registry, source
+        self.config, self.registry, self.start = config, registry, start
         self.peft_model, self.value_head, self.tokenizer = peft_model, value_head, tokenizer
         self.reward, self.prompts = reward, prompts
         self.ppo = config.method_config
@@ -63,15 +64,15 @@ class PPOTrainer:
 
         check_fresh_output(registry, config, resume)
         ppo = config.method_config
-        source = PolicySource.resolve(registry, config.base)  # before any weights load: cheap errors first
+        start = StartPoint.resolve(registry, config.base, plain_lora=True)  # before any weights load: cheap errors first
         prompts = load_stage_prompts(config)
         reward = load_reward(registry, ppo.reward_model)
         set_seed(config.train.seed)  # LoRA init and sampling repeat
-        model, tokenizer = source.load(registry)
+        model, tokenizer = start.load(registry)
         check_reward_tokenizer(tokenizer, reward, config.base, ppo.reward_model)
         peft_model = new_lora(model, ppo.lora)
         value_head = new_value_head(model.config.hidden_size)
-        return cls(config, registry, source, peft_model, value_head, tokenizer, reward, prompts)
+        return cls(config, registry, start, peft_model, value_head, tokenizer, reward, prompts)
 
     # ---- one PPO iteration ---------------------------------------------------------------
     def rollout(self, batch: list[list[dict]]) -> Rollout:
@@ -197,7 +198,7 @@ class PPOTrainer:
 
     def register(self) -> ModelCard:
         return register_rl_result(
-            self.registry, self.config, self.source, self.peft_model, self.tokenizer, self.ppo.reward_model,
+            self.registry, self.config, self.start, self.peft_model, self.tokenizer, self.ppo.reward_model,
             self.prompts, self.metrics, self.log, CURVES,
             {"value_head": "linear on the policy's last hidden state (shared trunk), not saved",
              "reference": "the policy with its RL LoRA disabled (the SFT model)"},

@@ -14,18 +14,15 @@ from agentkit.tuning.prompt_learning import VirtualTokensConfig, peft_task
 class PrefixTuningMethodConfig(VirtualTokensConfig):
     encoder_hidden_size: int = Field(default=256, gt=0, description="width of the re-parameterisation MLP")
 
+    def to_peft(self, task: str) -> Any:
+        from peft import PrefixTuningConfig
 
-def apply_prefix(model: Any, config: PrefixTuningMethodConfig, task: str) -> Any:
-    from peft import PrefixTuningConfig, get_peft_model
-
-    return get_peft_model(model, PrefixTuningConfig(
-        task_type=peft_task(task), num_virtual_tokens=config.num_virtual_tokens,
-        prefix_projection=True, encoder_hidden_size=config.encoder_hidden_size,
-    ))  # fmt: skip
+        return PrefixTuningConfig(task_type=peft_task(task), num_virtual_tokens=self.num_virtual_tokens,
+                                  prefix_projection=True, encoder_hidden_size=self.encoder_hidden_size)  # fmt: skip
 
 
 register_method(TuningMethod(
-    name="prefix_tuning", config_class=PrefixTuningMethodConfig, apply=apply_prefix,
+    name="prefix_tuning", config_class=PrefixTuningMethodConfig,
     tasks=frozenset({"causal_lm"}),
     why_not="transformers 5 encoders (BERT, MiniLM) take no past key values, and prefixes are trained past key values",
 ))

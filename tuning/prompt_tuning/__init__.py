@@ -22,17 +22,23 @@ class PromptTuningMethodConfig(VirtualTokensConfig):
         return self
 
 
-def apply_prompt_tuning(model: Any, config: PromptTuningMethodConfig, task: str) -> Any:
-    from peft import PromptTuningConfig, PromptTuningInit, get_peft_model
+    def to_peft(self, task: str, tokenizer_folder: str | None = None) -> Any:
+        """`tokenizer_folder`: with init: text, the base's own registry folder, where PEFT reads the
+        tokenizer that turns init_text into embeddings (no hub)."""
+        from peft import PromptTuningConfig, PromptTuningInit
 
-    text = config.init == "text"
-    return get_peft_model(model, PromptTuningConfig(
-        task_type=peft_task(task), num_virtual_tokens=config.num_virtual_tokens,
-        prompt_tuning_init=PromptTuningInit.TEXT if text else PromptTuningInit.RANDOM,
-        prompt_tuning_init_text=config.init_text if text else None,
-        # the base's own registry folder: PEFT reads the tokenizer from it (no hub)
-        tokenizer_name_or_path=model.name_or_path if text else None,
-    ))  # fmt: skip
+        text = self.init == "text"
+        return PromptTuningConfig(
+            task_type=peft_task(task), num_virtual_tokens=self.num_virtual_tokens,
+            prompt_tuning_init=PromptTuningInit.TEXT if text else PromptTuningInit.RANDOM,
+            prompt_tuning_init_text=self.init_text if text else None,
+            tokenizer_name_or_path=tokenizer_folder if text else None,
+        )  # fmt: skip
+
+    def make_trainable(self, model: Any, task: str) -> Any:
+        from peft import get_peft_model
+
+        return get_peft_model(model, self.to_peft(task, model.name_or_path))
 
 
-register_method(TuningMethod(name="prompt_tuning", config_class=PromptTuningMethodConfig, apply=apply_prompt_tuning))
+register_method(TuningMethod(name="prompt_tuning", config_class=PromptTuningMethodConfig))

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, Field
 
+from agentkit.tuning.lora.config import LoraOrFull, PreferenceLoraConfig
 from agentkit.tuning.preference import PreferenceDataConfig
 
 
-class RewardMethodConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class RewardMethodConfig(LoraOrFull):
+    block: ClassVar[str] = "reward"
     data_config: ClassVar[type[BaseModel]] = PreferenceDataConfig  # the `data:` block reads pairs
 
     peft: Literal["lora", "full"] = Field(
@@ -19,12 +20,7 @@ class RewardMethodConfig(BaseModel):
         description="lora: LoRA on the base plus a trainable score head (an adapter entry); "
         "full: the top `train_layers` layers and the head train (a base entry)",
     )
-    r: int = Field(default=16, gt=0, description="LoRA rank (peft: lora)")
-    alpha: float = Field(default=32, gt=0, description="LoRA scaling alpha / r (peft: lora)")
-    dropout: float = Field(default=0.0, ge=0, lt=1, description="LoRA dropout (peft: lora)")
-    target_modules: str | list[str] = Field(
-        default="all-linear", description="LoRA target modules (peft: lora)"
-    )
+    lora: PreferenceLoraConfig = Field(default_factory=PreferenceLoraConfig, description="the LoRA (peft: lora)")
     train_layers: int | None = Field(
         default=None, ge=0,
         description="only the top N transformer layers train (LoRA or full); the frozen ones run once per "
@@ -46,21 +42,15 @@ class RewardMethodConfig(BaseModel):
         "random: the usual N(0, 0.02) init",
     )
 
-    @model_validator(mode="after")
-    def _lora_fields_need_lora(self) -> RewardMethodConfig:
-        if self.peft == "full" and "r" in self.model_fields_set:
-            raise ValueError("reward.r applies to peft: lora only; remove it or set peft: lora")
-        return self
-
     def to_peft(self, num_layers: int, linear_names: list[str] | None = None) -> Any:
         """`linear_names`: the leaf names of the model's Linear layers, which replace "all-linear"
         when `train_layers` is set (PEFT refuses layers_to_transform with a string target)."""
-        from peft import LoraConfig, TaskType
+        import dataclasses
 
         layers = None
         if self.train_layers is not None:
             layers = list(range(max(num_layers - self.train_layers, 0), num_layers))
-        targets = self.target_modules
+        targets = self.lora.target_modules
         if layers and isinstance(targets, str):
             if targets != "all-linear" or not linear_names:
                 raise ValueError(
@@ -68,10 +58,9 @@ class RewardMethodConfig(BaseModel):
                     "module names (e.g. [q_proj, v_proj])"
                 )
             targets = linear_names
-        return LoraConfig(
-            r=self.r, lora_alpha=self.alpha, lora_dropout=self.dropout, target_modules=targets,
-            layers_to_transform=layers or None, task_type=TaskType.SEQ_CLS,  # SEQ_CLS: `score` is saved whole
-        )  # fmt: skip
+        # SEQ_CLS (the task below): PEFT saves the `score` head whole beside the LoRA.
+        return dataclasses.replace(self.lora.to_peft("sequence_classification"), target_modules=targets,
+                                   layers_to_transform=layers or None)  # fmt: skip
 
 
 def linear_leaf_names(model: Any) -> list[str]:

@@ -3,21 +3,18 @@ pairwise loss -log sigmoid(r_c - r_r) (+ a centring term) -> a registered reward
 
 from __future__ import annotations
 
-import json
 import random
 import time
-from pathlib import Path
 from typing import Any
 
 from agentkit.errors import BadInputError
 from agentkit.models.reward import REWARD_METHOD, encode_pair
-from agentkit.registry import ModelCard, Registry, SourceInfo
+from agentkit.registry import ModelCard, Registry
+from agentkit.registry.card import Lineage
 from agentkit.tuning.preference import PreferencePair, data_sha256, load_preference_split
-from agentkit.tuning.reporting import write_artifacts
 from agentkit.tuning.reward import scoring
 from agentkit.tuning.reward.config import RewardMethodConfig, linear_leaf_names
-from agentkit.tuning.sft.start import StartPoint, load_start, resolve_start
-from agentkit.tuning.stage import check_output_free, progress_bar
+from agentkit.tuning.stage import StartPoint, check_output_free, progress_bar, register_result
 
 
 def load_reward_model(registry: Registry, start: StartPoint, method: RewardMethodConfig) -> tuple[Any, Any]:
@@ -25,7 +22,7 @@ def load_reward_model(registry: Registry, start: StartPoint, method: RewardMetho
     LoRA (+ the score head, saved whole) or full; below `train_layers` from the top, frozen."""
     from transformers import AutoModelForSequenceClassification
 
-    model, tokenizer = load_start(registry, start, AutoModelForSequenceClassification, num_labels=1)
+    model, tokenizer = start.load(registry, AutoModelForSequenceClassification, num_labels=1)
     total = scoring.num_layers(model)
     if method.train_layers is not None and method.train_layers > total:
         raise BadInputError(f"reward.train_layers={method.train_layers}, but the model has {total} layers.",
@@ -89,7 +86,7 @@ class RewardRun:
 
         registry = registry or Registry.default()
         check_output_free(registry, config.output)
-        start = resolve_start(registry, config.base)
+        start = StartPoint.resolve(registry, config.base)
         train, held = load_preference_split(config.data)
         if not train:
             raise BadInputError(
@@ -258,35 +255,22 @@ class RewardRun:
         return self.metrics
 
     def register(self) -> ModelCard:
+        """Publish the reward model: a LoRA adapter with its score head, or a base entry."""
         config, method = self.config, self.method
         adapter = hasattr(self.model, "peft_config")
-
-        def write(stage: Path) -> dict[str, Any]:
-            self.model.save_pretrained(stage)  # PEFT: adapter_config + adapter_model (with `score`)
-            self.tokenizer.save_pretrained(stage)
-            (stage / "trainer_log.json").write_text(json.dumps(self.history, indent=1))
-            write_artifacts(stage, self.metrics, self.history)
-            return {
-                "kind": "adapter" if adapter else "base",
-                "task": "sequence_classification",
-                "base": self.start.base.id if adapter else None,
-                "method": REWARD_METHOD,
-                "source": SourceInfo(type="tuning", ref=f"reward run of {config.output}"),
-                "chat_template": self.tokenizer.chat_template,
-                "metrics": self.metrics,
-                "lineage": {
-                    "config": config.to_yaml_dict(),
-                    **self.start.lineage(),
-                    "data_sha256": data_sha256(config.data.train, config.data.eval),
-                    "train_pairs": len(self.train_pairs),
-                    "eval_pairs": len(self.eval_pairs),
-                    "label_names": ["reward"],
-                    "score": "one logit at the last token; higher = preferred",
-                    "frozen_layers": self.frozen if method.train_layers is not None else 0,
-                },
-            }
-
-        return self.registry.create_entry(config.output, write)
+        lineage = Lineage(
+            config=config.to_yaml_dict(), start=self.start.lineage(), base_weights_sha256=self.start.base.weights,
+            data_sha256=data_sha256(config.data.train, config.data.eval), label_names=["reward"],
+            train_pairs=len(self.train_pairs), eval_pairs=len(self.eval_pairs),
+            score="one logit at the last token; higher = preferred",
+            frozen_layers=self.frozen if method.train_layers is not None else 0,
+        )  # fmt: skip
+        return register_result(
+            self.registry, config.output, save=self.model.save_pretrained, tokenizer=self.tokenizer,
+            task="sequence_classification", method=REWARD_METHOD, base=self.start.base.id if adapter else None,
+            metrics=self.metrics, lineage=lineage, source_ref=f"reward run of {config.output}",
+            log=("trainer_log.json", self.history),
+        )  # fmt: skip
 
 
 def run_reward(config: Any, registry: Registry, *, resume: bool = False, progress: bool = False) -> ModelCard:

@@ -39,11 +39,11 @@ def headline_metrics(card: ModelCard) -> dict[str, str]:
 
 
 def parent_of(card: ModelCard) -> str | None:
-    """The entry this one was made from: the adapter it continued, the adapter a merge folded, its base."""
-    lineage = card.lineage or {}
-    for key in ("init_adapter", "start_adapter", "policy_adapter"):
-        if isinstance(lineage.get(key), str):
-            return lineage[key]
+    """The entry this one was made from: the adapter it continued, the entry a stage started from,
+    the adapter a merge folded, else its base."""
+    parent = card.lineage.parent()
+    if parent:
+        return parent
     if card.source.type == "merge":
         return card.source.ref
     return card.base if card.kind is EntryKind.ADAPTER else None
@@ -104,7 +104,7 @@ def entry_view(registry: Registry, entry_id: str) -> dict[str, Any]:
         "card": card,
         "summary": card.summary(),
         "metrics": headline_metrics(card),
-        "lineage": json.dumps(card.lineage, indent=1, default=str) if card.lineage else "",
+        "lineage": json.dumps(card.lineage.model_dump(mode="json", exclude_none=True), indent=1),
         "evaluations": [e.model_dump(mode="json") for e in card.evaluations],
         "parent": parent_of(card),
         "children": [c.id for c in registry.list() if parent_of(c) == entry_id],
