@@ -39,6 +39,27 @@ def read_text(path: str | Path, *, encoding: str = "utf-8") -> str:
     return decode_utf8(path, Path(path).read_bytes(), encoding=encoding)
 
 
+# ---- JSONL --------------------------------------------------------------------------------
+def json_lines(name: str | Path, text: str) -> list[tuple[int, dict[str, Any]]]:
+    """(1-based line number, object) for every non-blank line of a JSONL text; a line that is not
+    JSON, or not an object, fails naming the file and the line. split("\n"), not splitlines(): JSON
+    strings may hold U+2028 unescaped, and splitlines() would cut a record there."""
+    rows = []
+    for number, line in enumerate(text.split("\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise BadInputError(f"{name} line {number}: not valid JSON ({exc.msg} at column {exc.colno}).",
+                                fix="fix that line: JSONL is one JSON object a line.") from None  # fmt: skip
+        if not isinstance(record, dict):
+            raise BadInputError(f"{name} line {number}: expected a JSON object with named fields, got "
+                                f"{type(record).__name__}.", fix="make every line a JSON object.")  # fmt: skip
+        rows.append((number, record))
+    return rows
+
+
 # ---- YAML ---------------------------------------------------------------------------------
 def parse_yaml(path: str | Path, text: str, *, first_line: int = 1) -> Any:
     """`yaml.safe_load(text)`; a syntax error is one line, `FILE:LINE:COL: invalid YAML: problem.`

@@ -136,19 +136,9 @@ def _read_rows(path: str | Path, config_field: str | None = None) -> tuple[list[
 
 
 def _jsonl_rows(path: str | Path, text: str) -> list[tuple[str, dict]]:
-    rows = []
-    # split("\n"), not splitlines(): JSON strings may hold U+2028 etc. unescaped, and
-    # splitlines() would cut a record there.
-    for number, line in enumerate(text.split("\n"), 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise BadInputError(f"{path} line {number}: not valid JSON ({e.msg} at column {e.colno}).",
-                                fix="fix that line; each line must be one JSON object.") from None
-        rows.append((f"line {number}", _as_object(path, f"line {number}", record)))
-    return rows
+    from agentkit.config_io import json_lines
+
+    return [(f"line {number}", record) for number, record in json_lines(path, text)]
 
 
 def _json_rows(path: str | Path, text: str) -> list[tuple[str, dict]]:

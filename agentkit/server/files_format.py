@@ -11,7 +11,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, NoReturn
 
-from agentkit.config_io import decode_utf8
+from agentkit.config_io import decode_utf8, json_lines
 from agentkit.errors import BadInputError
 
 
@@ -67,21 +67,7 @@ def write_dpo_rows(source: Path, target: Path) -> None:
 # ---- reading --------------------------------------------------------------------------------------
 def _json_lines(path: Path, name: str) -> list[tuple[int, dict[str, Any]]]:
     """(1-based line number, object) for every non-blank line."""
-    text = decode_utf8(name, path.read_bytes(), encoding="utf-8-sig")
-    rows = []
-    # split("\n"), as tuning/data.py does: JSON strings may hold U+2028 unescaped, which splitlines() cuts at.
-    for number, line in enumerate(text.split("\n"), 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            _fail(name, number, None, f"not valid JSON ({exc.msg} at column {exc.colno})",
-                  "the file must be JSONL: one JSON object a line.")  # fmt: skip
-        if not isinstance(record, dict):
-            _fail(name, number, None, f"expected a JSON object, got {type(record).__name__}", "make every line an object.")
-        rows.append((number, record))
-    return rows
+    return json_lines(name, decode_utf8(name, path.read_bytes(), encoding="utf-8-sig"))
 
 
 def _format_of(name: str, number: int, record: dict[str, Any]) -> RowFormat:
