@@ -99,6 +99,13 @@ class TuneConfig(BaseModel):
             method.check_task(str(values.get("task", "causal_lm")))
         except BadInputError as exc:
             raise ValueError(exc.one_line()) from None
+        if method.train_defaults:  # the method's own defaults for what `train:` leaves out
+            train = values.get("train")
+            if isinstance(train, TrainConfig):
+                unset = {k: v for k, v in method.train_defaults.items() if k not in train.model_fields_set}
+                values["train"] = train.model_copy(update=unset)
+            elif train is None or isinstance(train, dict):
+                values["train"] = {**method.train_defaults, **(train or {})}
         stray = [k for k in values if k in method_names()]
         if stray:
             raise ValueError(f"block {stray[0]!r} given, but method is {method.name!r}; rename or remove it")

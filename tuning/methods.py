@@ -10,8 +10,8 @@ one registration line, the TRL layout.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -60,10 +60,23 @@ class TuningMethod:
     run: Callable[..., Any] = hf_trainer_run
     tasks: frozenset[str] = frozenset({"causal_lm", "sequence_classification"})
     why_not: str = ""  # shown when a config pairs this method with a task outside `tasks`
+    # The `train:` settings this method learns with when the config leaves them out (learning_rate,
+    # epochs, ...), chosen by measurement (bench/method_defaults.py): a prompt-learning method wants
+    # 10-100x LoRA's rate. A key the config's `train:` block sets wins.
+    train_defaults: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def uses_trainer(self) -> bool:
         return self.run is hf_trainer_run
+
+    def train_default(self, name: str) -> Any:
+        """The `train.<name>` this method trains with when a config leaves it out."""
+        from agentkit.tuning.config import TrainConfig
+
+        if name in self.train_defaults:
+            return self.train_defaults[name]
+        default = TrainConfig.model_fields[name]
+        return default.get_default(call_default_factory=True)
 
     def check_task(self, task: str) -> None:
         if task not in self.tasks:
@@ -81,6 +94,12 @@ def register_method(method: TuningMethod) -> TuningMethod:
     """Add a tuning method; names are unique and must be registry-safe, and a method on the shared
     Trainer path has a config class that gives its PEFT config (a TrainerMethodConfig)."""
     check_new_name("tuning method", method.name, _METHODS)
+    from agentkit.tuning.config import TrainConfig
+
+    unknown = sorted(set(method.train_defaults) - set(TrainConfig.model_fields))
+    if unknown:
+        raise BadInputError(f"Tuning method {method.name!r}: train_defaults names {unknown[0]!r}, not a train: field.",
+                            fix=f"use fields of TrainConfig: {', '.join(TrainConfig.model_fields)}.")  # fmt: skip
     if method.uses_trainer and not issubclass(method.config_class, TrainerMethodConfig):
         raise BadInputError(
             f"Tuning method {method.name!r} trains on the shared Trainer path, but its config class "

@@ -16,7 +16,7 @@ from agentkit.tuning.data import ChatExample, load_dataset
 from agentkit.tuning.lora.init_adapter import resolve_init_adapter
 from agentkit.tuning.methods import get_method
 from agentkit.tuning.packing import can_pack, packed_collator
-from agentkit.tuning.reporting import classification_metrics, progress_callback
+from agentkit.tuning.reporting import classification_metrics, progress_callback, write_artifacts
 from agentkit.tuning.stage import check_output_free, register_result
 from agentkit.tuning.tokenize import IGNORE, PadCollator, encode_chat, encode_label
 
@@ -222,6 +222,8 @@ class Run:
             task=config.task, method=config.method, base=config.base if adapter else None,
             metrics=self.metrics, lineage=lineage, source_ref=str(self.run_dir),
             log=("trainer_log.json", trainer.state.log_history),
+            # The curves and evals of the training itself, without the final evaluate() fit() added.
+            artifacts=lambda stage: write_artifacts(stage, self.metrics, self.history),
         )  # fmt: skip
 
 

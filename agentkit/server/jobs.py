@@ -110,8 +110,9 @@ class JobService:
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise
+        created = self.get(job_id)  # as created: read before the worker can pick it up
         self.runner.wake()
-        return self.get(job_id)
+        return created
 
     def _data_file(self, file_id: str, param: str, rows: RowFormat) -> dict[str, Any]:
         record = self.files.record(file_id, param=param, status=400)

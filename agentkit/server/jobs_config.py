@@ -102,18 +102,18 @@ class CreateJobRequest(_Strict):
         """OpenAI's `method` object with every "auto" replaced by what the job trains with: the
         defaults of `agentkit tune` (TrainConfig, DpoMethodConfig), so a job and a tune.yaml that
         leaves them out train alike."""
-        from agentkit.tuning.config import TrainConfig
         from agentkit.tuning.dpo.config import DpoMethodConfig
+        from agentkit.tuning.methods import get_method
 
         given = self.method.hyperparameters if self.method is not None else (self.hyperparameters or Hyperparameters())
-        train = TrainConfig.model_fields
+        method = get_method("lora" if self.method_type == "supervised" else "dpo")
 
         def pick(value: Any, default: Any) -> Any:
             return default if value == "auto" else value
 
         hyper: dict[str, Any] = {
-            "n_epochs": pick(given.n_epochs, int(train["epochs"].default)),
-            "batch_size": pick(given.batch_size, train["batch_size"].default),
+            "n_epochs": pick(given.n_epochs, int(method.train_default("epochs"))),
+            "batch_size": pick(given.batch_size, method.train_default("batch_size")),
             "learning_rate_multiplier": pick(given.learning_rate_multiplier, 1.0),
         }
         if isinstance(given, DpoHyperparameters):
@@ -135,13 +135,15 @@ def tune_config(*, method: dict[str, Any], base: str, adapter: str | None, train
                 valid: Path | None, seed: int, output: str, max_steps: int | None) -> dict[str, Any]:  # fmt: skip
     """The tune.yaml of a job, as a dict. `adapter`: the job's model is an adapter of `base`, which
     the job continues (lora.init_adapter; dpo starts from it). `max_steps`: the server's cap."""
-    from agentkit.tuning.config import TrainConfig
+    from agentkit.tuning.methods import get_method
 
     hyper = method[method["type"]]["hyperparameters"]
     # The cap shortens a job, never lengthens it: HF's max_steps, once set, runs that many steps
     # even past the epochs asked for. 8 rows, batch 2, 1 epoch = 4 steps; a cap of 8 leaves it at 4.
     planned = math.ceil(rows / hyper["batch_size"]) * hyper["n_epochs"]
-    rate = TrainConfig.model_fields["learning_rate"].default * hyper["learning_rate_multiplier"]
+    # OpenAI's multiplier scales the rate the method learns with by default (its train_defaults).
+    rate = get_method("lora" if method["type"] == "supervised" else "dpo").train_default("learning_rate") \
+        * hyper["learning_rate_multiplier"]  # fmt: skip
     # eval_fraction 0: as at OpenAI, only a validation_file is evaluated on; no rows are held back.
     data: dict[str, Any] = {"train": str(train), "format": "openai", "eval_fraction": 0, "seed": seed}
     if valid is not None:

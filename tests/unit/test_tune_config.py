@@ -147,3 +147,26 @@ def test_lora_settings_have_one_shape_and_flat_keys_of_old_configs_still_load() 
         TuneConfig.model_validate({**base, "method": "reward", "reward": {"r": 4, "lora": {"r": 8}}, "data": pairs})
     with pytest.raises(ValidationError, match=r"sft.lora applies to peft: lora only"):
         TuneConfig.model_validate({**base, "method": "sft", "sft": {"peft": "full", "lora": {"r": 4}}, "data": {"train": "t.jsonl"}})
+
+
+def test_a_method_s_train_defaults_fill_what_the_train_block_leaves_out() -> None:
+    """A prompt-learning method learns at 10-100x LoRA's rate: its `train_defaults` apply when the
+    config does not say, and a value the config gives wins; the lineage's config records the result."""
+    from agentkit.tuning.prompt_learning import VirtualTokensConfig
+
+    method = TuningMethod(name="defaults_test_method", config_class=VirtualTokensConfig,
+                          train_defaults={"learning_rate": 3e-2, "epochs": 4})  # fmt: skip
+    base = {"base": "smollm2-135m-instruct", "method": method.name, "data": {"train": "t.jsonl"}, "output": "x"}
+    try:
+        register_method(method)
+        config = TuneConfig.model_validate(base)
+        assert (config.train.learning_rate, config.train.epochs) == (3e-2, 4)
+        assert config.to_yaml_dict()["train"]["learning_rate"] == 3e-2
+        mine = TuneConfig.model_validate({**base, "train": {"learning_rate": 1e-3}})
+        assert (mine.train.learning_rate, mine.train.epochs) == (1e-3, 4)
+        assert method.train_default("batch_size") == 8  # not set by the method: TrainConfig's default
+    finally:
+        methods._METHODS.pop(method.name, None)
+    with pytest.raises(BadInputError, match="train_defaults names 'lr', not a train: field"):
+        register_method(TuningMethod(name="bad_defaults_method", config_class=VirtualTokensConfig,
+                                     train_defaults={"lr": 1e-3}))  # fmt: skip
