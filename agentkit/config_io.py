@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import uuid
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from agentkit.errors import BadInputError
@@ -135,7 +136,7 @@ def _line_of(text: str, loc: tuple[Any, ...]) -> int | None:
     import yaml
 
     try:
-        node = yaml.compose(text)
+        node = root = yaml.compose(text)
     except yaml.YAMLError:
         return None
     line = None
@@ -152,7 +153,7 @@ def _line_of(text: str, loc: tuple[Any, ...]) -> int | None:
             line = node.start_mark.line + 1
         else:
             break
-    return line
+    return line if line is not None else (root.start_mark.line + 1 if root is not None else None)
 
 
 def _telling_first(exc: ValidationError) -> list[dict[str, Any]]:
@@ -186,7 +187,11 @@ def validate(model: type[M], data: Any, path: str | Path, *, fix: str, text: str
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        first = tuple(_telling_first(exc)[0].get("loc", ()))
+        error = _telling_first(exc)[0]
+        first = tuple(error.get("loc", ()))
+        if not first:  # a model validator's error names its field in the text (a tune config's method block)
+            named = re.search(r"field '([\w.\[\]]+)'", str(error.get("msg", "")))
+            first = tuple(int(p) if p.isdigit() else p for p in named.group(1).split(".")) if named else ()
         line = _line_of(text, first) if text is not None and first else None
         where = f"{path}:{line}" if line else str(path)
         raise BadInputError(f"{where}: {validation_line(exc, model=model)}.", fix=fix) from None

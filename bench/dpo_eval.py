@@ -90,7 +90,7 @@ def main() -> int:
     home.create_entry("smollm2-135m-instruct",
                       lambda s: copy_hf_folder(Registry.default().path("smollm2-135m-instruct"), s))  # fmt: skip
     config = TuneConfig.model_validate({
-        "base": "smollm2-135m-instruct", "method": "dpo", "dpo": {"r": 16, "alpha": 32, "beta": args.beta},
+        "base": "smollm2-135m-instruct", "method": "dpo", "dpo": {"lora": {"r": 16, "alpha": 32}, "beta": args.beta},
         "data": {"train": str(train_file), "eval": str(eval_file)},
         "train": {"learning_rate": args.lr, "epochs": args.epochs, "batch_size": 4, "max_length": args.max_length,
                   "seed": args.seed, "logging_steps": 4},

@@ -60,7 +60,7 @@ RECIPES: dict[str, dict[str, Any]] = {
              "train": {"learning_rate": 2e-5, "epochs": 2, "batch_size": 16}},
     "head": {"reward": {"peft": "full", "train_layers": 0, "center": 0.01, "head_init": "mean_diff"},
              "train": {"learning_rate": 1e-4, "epochs": 2, "batch_size": 16}},
-    "textbook": {"reward": {"peft": "lora", "r": 16, "alpha": 32, "center": 0.0},
+    "textbook": {"reward": {"peft": "lora", "lora": {"r": 16, "alpha": 32}, "center": 0.0},
                  "train": {"learning_rate": 2e-5, "epochs": 1, "batch_size": 8}},
 }  # fmt: skip
 

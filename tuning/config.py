@@ -103,7 +103,7 @@ class TuneConfig(BaseModel):
             train = values.get("train")
             if isinstance(train, TrainConfig):
                 unset = {k: v for k, v in method.train_defaults.items() if k not in train.model_fields_set}
-                values["train"] = train.model_copy(update=unset)
+                values["train"] = TrainConfig.model_validate({**unset, **train.model_dump(include=train.model_fields_set)})
             elif train is None or isinstance(train, dict):
                 values["train"] = {**method.train_defaults, **(train or {})}
         stray = [k for k in values if k in method_names()]

@@ -33,10 +33,12 @@ class StartPoint:
         return self.entry.id if self.entry.kind is EntryKind.ADAPTER else None
 
     @classmethod
-    def resolve(cls, registry: Registry, entry_id: str, *, field: str = "base", plain_lora: bool = False) -> StartPoint:
+    def resolve(cls, registry: Registry, entry_id: str, *, field: str = "base", fold: bool = True,
+                plain_lora: bool = False) -> StartPoint:  # fmt: skip
         """Check from the cards (no weights read) that `entry_id` is a causal LM to start from.
-        `plain_lora`: an adapter start must be a LoRA without DoRA or modules_to_save (the RL stages
-        save their result folded with it into one LoRA, which is exact only for plain LoRA)."""
+        `fold`: the stage folds a start adapter into the base weights, so it must be a LoRA (DPO that
+        continues its start adapter does not fold). `plain_lora`: and without DoRA or modules_to_save
+        (the RL stages save their result folded with it into one LoRA, exact only for plain LoRA)."""
         card = registry.verify(entry_id)
         if card.task is not ModelTask.CAUSAL_LM or (card.kind is EntryKind.ADAPTER and card.base is None):
             raise BadInputError(
@@ -46,16 +48,20 @@ class StartPoint:
             )
         if card.kind is EntryKind.BASE:
             return cls(card, card)
-        peft = json.loads((registry.path(entry_id) / "adapter_config.json").read_text())
-        odd = [why for why, bad in (("DoRA", plain_lora and peft.get("use_dora")),
-                                    ("modules_to_save", plain_lora and peft.get("modules_to_save"))) if bad]  # fmt: skip
-        if peft.get("peft_type") != "LORA" or odd:
-            raise BadInputError(
-                f"`{field}: {entry_id}` is a {peft.get('peft_type')} adapter{' with ' + ' and '.join(odd) if odd else ''}; "
-                f"this stage starts from a {'plain ' if plain_lora else ''}LoRA adapter or a full model.",
-                fix=f"train the SFT stage with {'plain ' if plain_lora else ''}LoRA, or "
-                f"`agentkit models merge {entry_id}` and use the merged id.",
-            )
+        if fold or plain_lora:
+            from agentkit.registry.adapters import ADAPTER_CONFIG
+
+            peft = json.loads((registry.path(entry_id) / ADAPTER_CONFIG).read_text())
+            odd = [why for why, bad in (("DoRA", plain_lora and peft.get("use_dora")),
+                                        ("modules_to_save", plain_lora and peft.get("modules_to_save"))) if bad]  # fmt: skip
+            if peft.get("peft_type") != "LORA" or odd:
+                raise BadInputError(
+                    f"`{field}: {entry_id}` is a {peft.get('peft_type')} adapter{' with ' + ' and '.join(odd) if odd else ''}; "
+                    f"this stage folds its start into the base weights, which needs a {'plain ' if plain_lora else ''}"
+                    "LoRA adapter or a full model.",
+                    fix=f"train the SFT stage with {'plain ' if plain_lora else ''}LoRA, or "
+                    f"`agentkit models merge {entry_id}` and use the merged id.",
+                )
         return cls(card, registry.verify(card.base))
 
     def load(self, registry: Registry, auto_class: Any = None, *, fold: bool = True, **kwargs: Any) -> tuple[Any, Any]:

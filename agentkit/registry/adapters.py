@@ -34,7 +34,8 @@ def adapter_of(registry: Registry, adapter: str, base: str, *, task: ModelTask |
     if card.kind is EntryKind.ADAPTER and card.base == base and (task is None or card.task is task):
         check_trained_on(card, registry.card(base))
         return card
-    kind = {None: "", ModelTask.CAUSAL_LM: "chat ", ModelTask.SEQUENCE_CLASSIFICATION: "classification "}.get(task, "")
+    # "classification adapter" where a classifier is asked for; for chat (and any) simply "adapter".
+    kind = "classification " if task is ModelTask.SEQUENCE_CLASSIFICATION else ""
     if card.kind is EntryKind.ADAPTER and card.base == base:
         fix = f"pick a {task.value if task else ''} adapter of {base!r} (`agentkit models list`)."
     elif card.kind is EntryKind.ADAPTER and card.task is (task or card.task):

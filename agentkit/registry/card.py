@@ -171,11 +171,11 @@ class Lineage(BaseModel):
         return block if isinstance(block, dict) else None
 
     def parent(self) -> str | None:
-        """The entry this one was made from, when it was not its plain base: the LoRA it continued,
-        the entry a stage started from, or the adapter a merge folded."""
+        """The entry this one was made from, when the lineage says: the LoRA it continued, the entry
+        a stage started from (a base, or the SFT adapter), or the adapter a merge folded."""
         if self.init_adapter:
             return self.init_adapter
-        if self.start is not None and self.start.entry != self.start.base:
+        if self.start is not None:
             return self.start.entry
         return self.merged_from
 
@@ -220,8 +220,8 @@ class ModelCard(BaseModel):
     def _start_base_of_early_cards(self) -> ModelCard:
         # A reward or DPO adapter written before the typed lineage: its start's base is its own base.
         start = self.lineage.start
-        if start is not None and start.base is None and self.base is not None:
-            self.lineage.start = start.model_copy(update={"base": self.base})
+        if start is not None and start.base is None and self.base is not None:  # copies: never the caller's
+            self.lineage = self.lineage.model_copy(update={"start": start.model_copy(update={"base": self.base})})
         return self
 
     def summary(self) -> dict[str, Any]:

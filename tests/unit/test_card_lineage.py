@@ -86,8 +86,8 @@ def test_the_parent_of_each_entry_is_read_from_the_lineage(tmp_path: Path) -> No
     """What the dashboard's lineage graph draws: a stage hangs under the entry it started from."""
     home = _home(tmp_path)
     parents = {entry_id: home.card(entry_id).lineage.parent() for entry_id in OLD_CARDS}
-    assert parents == {"old-lora": None, "old-reward": "old-sft", "old-dpo-full": None, "old-ppo": "old-sft",
-                       "old-merged": "old-classifier"}  # fmt: skip
+    assert parents == {"old-lora": None, "old-reward": "old-sft", "old-dpo-full": "smollm2-135m-instruct",
+                       "old-ppo": "old-sft", "old-merged": "old-classifier"}  # fmt: skip
     assert Lineage(init_adapter="first-lora").parent() == "first-lora"
 
 

@@ -156,6 +156,9 @@ def test_preference_methods_read_their_own_data_block() -> None:
         TuneConfig.model_validate({**base, "method": "dpo", "data": {"train": "p.jsonl", "format": "alpaca"}})
     with pytest.raises(ValidationError, match=r"field 'data.fields'"):
         TuneConfig.model_validate({**base, "method": "dpo", "data": {"train": "p.jsonl", "fields": {}}})
+    with pytest.raises(ValidationError, match=r"reward.r applies to peft: lora only"):
+        TuneConfig.model_validate({**base, "method": "reward", "reward": {"peft": "full", "r": 4},
+                                   "data": {"train": "p.jsonl"}})  # fmt: skip
     with pytest.raises(ValidationError, match=r"reward.lora applies to peft: lora only"):
         TuneConfig.model_validate({**base, "method": "reward", "reward": {"peft": "full", "lora": {"r": 4}},
                                    "data": {"train": "p.jsonl"}})  # fmt: skip

@@ -83,12 +83,12 @@ class DpoRun:
         from transformers import AutoModelForCausalLM, PrinterCallback, set_seed
         from trl import DPOConfig, DPOTrainer
 
-        from agentkit.registry.loading import load_weights
+        from agentkit.registry.loading import load_tokenizer, load_weights
 
         registry = registry or Registry.default()
         check_output_free(registry, config.output)
         method: DpoMethodConfig = config.method_config
-        start = StartPoint.resolve(registry, config.base)
+        start = StartPoint.resolve(registry, config.base, fold=method.peft == "full")  # lora continues an adapter start
         train, held = load_preference_split(config.data)
         set_seed(config.train.seed)
         continued = method.peft == "lora" and start.adapter is not None
@@ -100,7 +100,7 @@ class DpoRun:
 
             model = load_weights(registry.path(start.base.id), AutoModelForCausalLM)
             model = PeftModel.from_pretrained(model, str(registry.path(start.entry.id)), is_trainable=True)
-            _, tokenizer = start.load(registry, fold=False)
+            tokenizer = load_tokenizer(registry.path(start.entry.id))
         else:
             model, tokenizer = start.load(registry)
             if method.peft == "lora":

@@ -4,11 +4,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from typing import ClassVar
-
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_serializer, model_validator
 
 from agentkit.tuning.methods import TrainerMethodConfig
 
@@ -52,11 +50,15 @@ class PreferenceLoraConfig(LoraMethodConfig):
 
 
 LORA_FIELDS = ("r", "alpha", "dropout", "target_modules", "use_dora", "use_rslora", "bias")
+# The warning points past pydantic's validator frames, at the code that validated the config.
+_USER_LEVEL = 6
 
 
-def nest_flat_lora_keys(values: Any, block: str) -> Any:
+def nest_flat_lora_keys(values: Any, block: str, *, ignored_under_full: bool = True) -> Any:
     """A block written before LoRA settings had one shape (`sft: {r: 8}`, `dpo: {r: 16, alpha: 32}`):
-    its flat LoRA keys move under `lora:`, with a FutureWarning naming the new shape."""
+    its flat LoRA keys move under `lora:`, with a FutureWarning naming the new shape. Under
+    `peft: full` they are dropped with that warning, as they were ignored before; or, where they
+    were refused before (`ignored_under_full` False: reward), refused by the key as written."""
     if not isinstance(values, dict):
         return values
     flat = [key for key in LORA_FIELDS if key in values]
@@ -64,6 +66,12 @@ def nest_flat_lora_keys(values: Any, block: str) -> Any:
         return values
     import warnings
 
+    if values.get("peft") == "full":
+        if not ignored_under_full:
+            raise ValueError(f"{block}.{flat[0]} applies to peft: lora only; remove it or set peft: lora")
+        warnings.warn(f"{block}: {', '.join(flat)} ignored: they are LoRA settings, and peft is full",
+                      FutureWarning, stacklevel=_USER_LEVEL)  # fmt: skip
+        return {k: v for k, v in values.items() if k not in flat}
     if isinstance(values.get("lora"), dict) and set(flat) & set(values["lora"]):
         raise ValueError(f"{block}.{flat[0]} and {block}.lora.{flat[0]} are both set; keep {block}.lora.{flat[0]}")
     values = dict(values)
@@ -71,7 +79,7 @@ def nest_flat_lora_keys(values: Any, block: str) -> Any:
     nested.update({key: values.pop(key) for key in flat})
     values["lora"] = nested
     warnings.warn(f"{block}: LoRA settings ({', '.join(flat)}) belong in a `lora:` block inside {block}: "
-                  f"write `{block}: {{lora: {{{flat[0]}: ...}}}}`", FutureWarning, stacklevel=2)  # fmt: skip
+                  f"write `{block}: {{lora: {{{flat[0]}: ...}}}}`", FutureWarning, stacklevel=_USER_LEVEL)  # fmt: skip
     return values
 
 
@@ -82,11 +90,21 @@ class LoraOrFull(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     block: ClassVar[str]
+    flat_keys_ignored_under_full: ClassVar[bool] = True  # False: refused, as reward did before
 
     @model_validator(mode="before")
     @classmethod
     def _flat_lora_keys(cls, values: Any) -> Any:
-        return nest_flat_lora_keys(values, cls.block)
+        return nest_flat_lora_keys(values, cls.block, ignored_under_full=cls.flat_keys_ignored_under_full)
+
+    @model_serializer(mode="wrap")
+    def _no_lora_when_full(self, handler: Any) -> Any:
+        # A full run trains no LoRA: its recorded config (lineage) carries no `lora:` block, so it
+        # validates again as written.
+        data = handler(self)
+        if getattr(self, "peft") == "full" and isinstance(data, dict):
+            data.pop("lora", None)
+        return data
 
     @model_validator(mode="after")
     def _lora_needs_lora(self) -> LoraOrFull:

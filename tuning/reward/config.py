@@ -13,6 +13,7 @@ from agentkit.tuning.preference import PreferenceDataConfig
 
 class RewardMethodConfig(LoraOrFull):
     block: ClassVar[str] = "reward"
+    flat_keys_ignored_under_full: ClassVar[bool] = False
     data_config: ClassVar[type[BaseModel]] = PreferenceDataConfig  # the `data:` block reads pairs
 
     peft: Literal["lora", "full"] = Field(
