@@ -63,6 +63,7 @@ def init_from_activations(peft_model: Any, text: str, n: int) -> None:
 
 register_method(TuningMethod(
     name="p_tuning_v2", config_class=PTuningV2MethodConfig,
+    train_defaults={"learning_rate": 3e-3},  # with init: activations (bench/method_defaults.py)
     tasks=frozenset({"causal_lm"}),
     why_not="transformers 5 encoders (BERT, MiniLM) take no past key values, and prefixes are trained past key values",
 ))

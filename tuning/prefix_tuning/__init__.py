@@ -23,6 +23,7 @@ class PrefixTuningMethodConfig(VirtualTokensConfig):
 
 register_method(TuningMethod(
     name="prefix_tuning", config_class=PrefixTuningMethodConfig,
+    train_defaults={"learning_rate": 1e-3},  # its MLP diverges at 3e-3 (bench/method_defaults.py)
     tasks=frozenset({"causal_lm"}),
     why_not="transformers 5 encoders (BERT, MiniLM) take no past key values, and prefixes are trained past key values",
 ))
