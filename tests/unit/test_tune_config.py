@@ -79,8 +79,10 @@ def test_output_and_base_must_be_registry_ids_before_training() -> None:
 
 
 def test_prompt_tuning_text_init_needs_text() -> None:
+    # init: text is the default, with a default sentence; taking the sentence away is refused.
+    assert TuneConfig.model_validate({**BASE, "method": "prompt_tuning"}).method_config.init_text
     with pytest.raises(ValidationError, match="init_text"):
-        TuneConfig.model_validate({**BASE, "method": "prompt_tuning", "prompt_tuning": {"init": "text"}})
+        TuneConfig.model_validate({**BASE, "method": "prompt_tuning", "prompt_tuning": {"init": "text", "init_text": None}})
 
 
 def test_example_configs_validate() -> None:
