@@ -18,7 +18,16 @@ KL = mean over PPO's samples of sum_t log pi_ppo - log pi_sft.
 Data: --data (default ../shared/data/hh_rlhf/harmless_test.part1.jsonl; pref_dpo_demo works too);
 skipped with a message when absent.
 
+--method grpo | rloo trains that stage (TRL) instead of PPO from the same SFT policy and reward model,
+with --samples-per-prompt completions per prompt (default 4) and train.batch_size = --batch-size
+completions, so 30 steps are 240 completions as for PPO; its prompts are cut to --max-length
+template tokens from the front (trimmed_prompts_file), as PPO cuts them. The evaluation is the same
+(the SFT side is cached in <home>-data/sft_scores.json, so every method is compared with the same
+SFT samples). A stage whose registered config differs from the requested one is retrained.
+
 Run:  OMP_NUM_THREADS=2 .venv/bin/python bench/ppo_eval.py --fresh [--seeds 0 1 2] [--ppo-steps 30] [--lr 1e-3]
+      [--method ppo|grpo|rloo] [--samples-per-prompt 4 --baseline leave_one_out] [--value-init reward_head]
+      [--reward-norm]
 
 Results (2 CPU cores, nothing else running; hh_rlhf harmless, 250 training pairs, 150 held-out
 pairs, 32 held-out prompts x 2 samples, 30 PPO steps x 8 rollouts = 240, 24 new tokens, LoRA r=8,
@@ -43,6 +52,27 @@ Earlier runs (pref_dpo_demo, 64 pairs, 10 steps x 8 rollouts, a score head train
 was at chance on its held-out pairs, beta 0.05 with horizon 10,000): no gain (+0.144 -> +0.138 at
 lr 5e-4; +0.157 with KL 24 nats at lr 3e-3). With no signal in the reward model there is nothing to
 climb; with Ziegler's horizon beta cannot react within 80 rollouts.
+Issue 16 section 2 (2026-12-05; OMP_NUM_THREADS=1 on a machine shared with two other jobs, so the
+minutes are inflated against the runs above; seed 0, same split; reward --reward-layers 2 (`top2`:
+train_layers 2 + head_init mean_diff), 5 min to train; its held-out pairwise accuracy on this
+split is 0.587, not the 0.627 of bench/reward_eval.py; every method 30 steps x 8 = 240 rollouts,
+LoRA r=8, lr 1e-3, 24 new tokens, evaluated on the same 32 held-out prompts x 2 samples, SFT +0.301):
+  ppo, --samples-per-prompt 4 --baseline leave_one_out --kl-coef 0.1 --target-kl 2 --kl-horizon 40
+    (value head zero-init, no reward norm; 60 prompts x 4 samples; 17.9 min ppo + 4.2 eval):
+    PPO +0.289: gain -0.012 +- 0.026 (-0.5 s.e.), ahead on 14/32 prompts; KL 1.72 nats / response
+    (training KL max 4.3, beta 0.1 -> 0.076). KL is within 3, but nothing was gained: fails the target.
+  grpo (TRL GRPOTrainer, num_generations 4, beta 0.04, 1 iteration; prompts cut to 128 template
+    tokens; 10.6 min + 4.0 eval): GRPO +0.366: gain +0.065 +- 0.025 (2.6 s.e.), ahead on 22/32
+    prompts (69%); KL 2.64 nats / response. Meets "2 s.e. at KL <= 3" -- on one seed.
+  rloo (TRL RLOOTrainer, num_generations 4, beta 0.04; prompts cut as for grpo; 10.9 min + 3.0 eval;
+    the reward stage was retrained here, 2.8 min, to the same weights -- same sha256, the cached SFT
+    scores matched): RLOO +0.340: gain +0.039 +- 0.028 (1.4 s.e.), ahead on 18/32 prompts; KL 2.23.
+  A first grpo attempt with the prompts whole (hh prompts run to ~580 template tokens; TRL 1.16 has no
+  prompt cut) grew to 16.7 GB and had not finished its 30 steps after ~17 min; it was stopped.
+  So at KL <= 3 on this seed: GRPO 2.6 s.e., RLOO 1.4 s.e., PPO (k=4, leave-one-out, beta 0.1 -> 2
+  nats) -0.5 s.e. PPO stayed closest to the SFT model (1.7 nats) and did not climb; untried for lack
+  of time: a lower starting beta (0.05) towards target 3, value_init reward_head, reward_norm,
+  gamma = lam = 1 (with the leave-one-out baseline that is RLOO's advantage plus a critic), more seeds.
 Sanity check of the optimiser alone (bench/ppo_sanity.py): with the score replaced by minus the
 response length, 12 steps at lr 1e-3 took the mean length from 23.5 to 7.6 tokens.
 """
@@ -86,14 +116,44 @@ def write_stage_data(pairs: list[Any], folder: Path) -> tuple[Path, Path]:
     return sft, prefs
 
 
+def trimmed_prompts_file(pairs: list[Any], tokenizer: Any, max_length: int, path: Path) -> Path:
+    """The pairs with each prompt cut to about `max_length` chat-template tokens, for grpo / rloo.
+
+    PPO keeps the last max_length tokens of each templated prompt (train.max_length); TRL's
+    GRPOTrainer / RLOOTrainer (1.16) take the prompt whole, and hh prompts run to ~1,000 tokens
+    (16.7 GB and > 15 min for a few steps of GRPO here). So, as PPO does, the front goes: the
+    oldest turns whole, then the front of the first remaining message's text, until it fits."""
+    def length(messages: list[dict]) -> int:
+        ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=False)
+        return len(ids["input_ids"] if isinstance(ids, dict) else ids)
+
+    rows = []
+    for p in pairs:
+        messages = [dict(m) for m in p.prompt]
+        while (excess := length(messages) - max_length) > 0:
+            ids = tokenizer(messages[0]["content"], add_special_tokens=False)["input_ids"]
+            if len(messages) > 1 and len(ids) <= excess:
+                messages = messages[1:]
+            elif excess < len(ids):
+                messages[0]["content"] = tokenizer.decode(ids[excess:])
+            else:
+                break
+        rows.append({"prompt": messages, "chosen": [{"role": "assistant", "content": p.chosen}],
+                     "rejected": [{"role": "assistant", "content": p.rejected}]})  # fmt: skip
+    path.write_text("\n".join(json.dumps(r) for r in rows))
+    return path
+
+
 def stage(home: Any, config: dict[str, Any], fresh: bool) -> tuple[Any, float]:
     """Train and register one stage (or reuse it); (card, minutes)."""
     from agentkit.tuning import TuneConfig, train
 
     if config["output"] in home:
-        if not fresh:
+        lineage = home.card(config["output"]).lineage
+        same = getattr(lineage, "config", None) == TuneConfig.model_validate(config).to_yaml_dict()
+        if not fresh and same:
             return home.card(config["output"]), 0.0
-        home.remove(config["output"])
+        home.remove(config["output"])  # --fresh, or other settings than the registered entry's
     shutil.rmtree(home.root / "runs" / config["output"], ignore_errors=True)
     started = time.perf_counter()
     card = train(TuneConfig.model_validate(config), registry=home, progress=sys.stderr.isatty())
@@ -148,7 +208,16 @@ def main() -> int:
                         help="0: the built-in instruct model is the SFT policy; N: train an SFT LoRA N steps first")
     parser.add_argument("--reward-layers", type=int, default=0,
                         help="reward.train_layers: 0 = the mean-difference head alone (cached features), 2 = top2")
+    parser.add_argument("--method", choices=["ppo", "grpo", "rloo"], default="ppo",
+                        help="the RL stage trained from the SFT policy (grpo / rloo through TRL; same evaluation)")
     parser.add_argument("--ppo-epochs", type=int, default=2)
+    parser.add_argument("--samples-per-prompt", type=int, default=1,
+                        help="ppo.samples_per_prompt; grpo / rloo: num_generations (at least 2; 4 when this is 1)")
+    parser.add_argument("--baseline", choices=["none", "mean", "leave_one_out"], default="none",
+                        help="ppo.baseline: the per-prompt baseline subtracted from the scores")
+    parser.add_argument("--value-init", choices=["zero", "reward_head"], default="zero", help="ppo.value_init")
+    parser.add_argument("--reward-norm", action="store_true", help="ppo.reward_norm: running mean / std of scores")
+    parser.add_argument("--group-beta", type=float, default=0.04, help="grpo / rloo: beta (fixed KL coefficient)")
     parser.add_argument("--lr", type=float, default=1e-3, help="PPO learning rate (LoRA and value head)")
     parser.add_argument("--kl-coef", type=float, default=0.05, help="initial beta")
     parser.add_argument("--target-kl", type=float, default=4.0, help="nats per response")
@@ -163,11 +232,14 @@ def main() -> int:
                         help="one run per seed (split, reward model, LoRA init, sampling); several are pooled")
     parser.add_argument("--home", type=Path, default=OUT / "ppo-home")
     parser.add_argument("--fresh", action="store_true", help="retrain every stage")
-    parser.add_argument("--json-out", type=Path, default=OUT / "ppo_eval.json")
+    parser.add_argument("--json-out", type=Path, default=None,
+                        help="default bench/out/ppo_eval.json (ppo), ppo_eval_grpo.json, ppo_eval_rloo.json")
     args = parser.parse_args()
     if not args.data.is_file():
         print(f"skipped: {args.data} not found (pass --data PATH to a preference file)")
         return 0
+    if args.json_out is None:
+        args.json_out = OUT / ("ppo_eval.json" if args.method == "ppo" else f"ppo_eval_{args.method}.json")
     results = []
     for seed in args.seeds:
         many = len(args.seeds) > 1
@@ -233,14 +305,28 @@ def run_seed(args: argparse.Namespace, seed: int, home_dir: Path, json_out: Path
         "train": {"epochs": 2, "learning_rate": 1e-4 if args.reward_layers == 0 else 2e-5, "batch_size": 16, **common},
         "output": "bench-reward",
     }, args.fresh)  # fmt: skip
+    method, out_id = args.method, f"bench-{args.method}"
+    if method == "ppo":
+        block = {"reward_model": "bench-reward", "sampling": {"max_new_tokens": args.max_new_tokens},
+                 "ppo_epochs": args.ppo_epochs, "init_kl_coef": args.kl_coef, "target_kl": args.target_kl,
+                 "kl_horizon": args.kl_horizon, "lora": {"r": 8, "alpha": 16}}  # fmt: skip
+        for key, value, default in (("samples_per_prompt", args.samples_per_prompt, 1), ("baseline", args.baseline, "none"),
+                                    ("value_init", args.value_init, "zero"), ("reward_norm", args.reward_norm, False)):  # fmt: skip
+            if value != default:  # only what differs: the registered configs of earlier runs still match
+                block[key] = value
+    else:
+        from agentkit.registry.loading import load_tokenizer
+
+        pref_file = trimmed_prompts_file(train_pairs, load_tokenizer(home.path(BASE)), args.max_length,
+                                         pref_file.with_name(f"prefs_trimmed{args.max_length}.jsonl"))  # fmt: skip
+        block = {"reward_model": "bench-reward", "max_new_tokens": args.max_new_tokens, "beta": args.group_beta,
+                 "num_generations": args.samples_per_prompt if args.samples_per_prompt > 1 else 4,
+                 "lora": {"r": 8, "alpha": 16}}  # fmt: skip
     ppo, ppo_min = stage(home, {
-        "base": policy, "method": "ppo",
-        "ppo": {"reward_model": "bench-reward", "sampling": {"max_new_tokens": args.max_new_tokens},
-                "ppo_epochs": args.ppo_epochs, "init_kl_coef": args.kl_coef, "target_kl": args.target_kl,
-                "kl_horizon": args.kl_horizon, "lora": {"r": 8, "alpha": 16}},
+        "base": policy, "method": method, method: block,
         "data": {"train": str(pref_file), "eval_fraction": 0},
         "train": {"max_steps": args.ppo_steps, "learning_rate": args.lr, "batch_size": args.batch_size, **common},
-        "output": "bench-ppo",
+        "output": out_id,
     }, args.fresh or sft_min > 0 or reward_min > 0)  # fmt: skip
 
     t_eval = time.perf_counter()
@@ -248,10 +334,18 @@ def run_seed(args: argparse.Namespace, seed: int, home_dir: Path, json_out: Path
     rm_accuracy = pair_accuracy(reward, held_pairs)
     sft_model, tokenizer = StartPoint.resolve(home, policy, plain_lora=True).load(home)
     base = AutoModelForCausalLM.from_pretrained(home.path(BASE), dtype=torch.float32, local_files_only=True)
-    ppo_model = PeftModel.from_pretrained(base, str(home.path("bench-ppo"))).merge_and_unload().eval()
+    ppo_model = PeftModel.from_pretrained(base, str(home.path(out_id))).merge_and_unload().eval()
     sft_model.eval()
-    sft_scores, _ = sample_and_score(sft_model, None, tokenizer, reward, held, args.samples,
-                                     args.max_new_tokens, seed, args.max_length)  # fmt: skip
+    # The SFT side repeats exactly (fixed sampling seeds): cached per setting, shared by the methods.
+    cache = home_dir.with_name(home_dir.name + "-data") / "sft_scores.json"
+    key = json.dumps([policy, home.card("bench-reward").weights, held, args.samples, args.max_new_tokens, seed,
+                      args.max_length])  # fmt: skip
+    cached = json.loads(cache.read_text()) if cache.is_file() else {}
+    if key not in cached:
+        cached[key] = sample_and_score(sft_model, None, tokenizer, reward, held, args.samples,
+                                       args.max_new_tokens, seed, args.max_length)[0]  # fmt: skip
+        cache.write_text(json.dumps(cached))
+    sft_scores = cached[key]
     ppo_scores, ppo_kl = sample_and_score(ppo_model, sft_model, tokenizer, reward, held, args.samples,
                                           args.max_new_tokens, seed, args.max_length)  # fmt: skip
     eval_min = (time.perf_counter() - t_eval) / 60
@@ -265,7 +359,9 @@ def run_seed(args: argparse.Namespace, seed: int, home_dir: Path, json_out: Path
     result = {
         "seed": seed, "data": str(args.data), "train_pairs": len(train_pairs), "heldout_pairs": len(held_pairs),
         "heldout_prompts": len(held), "samples_per_prompt": args.samples, "ppo_steps": args.ppo_steps,
-        "rollouts": ppo.metrics.get("rollouts"), "ppo_epochs": args.ppo_epochs, "lr": args.lr,
+        "method": method, "settings": block,
+        "rollouts": ppo.metrics.get("rollouts") or ppo.metrics.get("steps", 0) * args.batch_size,
+        "ppo_epochs": args.ppo_epochs, "lr": args.lr,
         "kl_coef_init": args.kl_coef, "target_kl": args.target_kl, "kl_horizon": args.kl_horizon,
         "reward_heldout_accuracy": rm_accuracy,
         "score_sft": mean(sft_scores), "score_ppo": mean(ppo_scores),
@@ -279,20 +375,22 @@ def run_seed(args: argparse.Namespace, seed: int, home_dir: Path, json_out: Path
         "train_kl_max": ppo.metrics.get("kl_max"), "kl_coef_last": ppo.metrics.get("kl_coef_last"),
         "minutes": {"sft": round(sft_min, 2), "reward": round(reward_min, 2), "ppo": round(ppo_min, 2),
                     "eval": round(eval_min, 2), "total": round((time.perf_counter() - t0) / 60, 2)},
-        "curves": str(home.path("bench-ppo") / "training_curves.png"),
+        "curves": str(home.path(out_id) / "training_curves.png"),
     }  # fmt: skip
     json_out.write_text(json.dumps(result, indent=2))
     print(f"seed {seed}: reward model bench-reward: held-out pairwise accuracy {rm_accuracy:.3f} on {len(held_pairs)} pairs")
     print(f"held-out prompts: {len(held)} x {args.samples} samples; data {args.data.name}; "
-          f"{result['rollouts']} PPO rollouts")  # fmt: skip
-    print(f"  mean RM score   SFT {result['score_sft']:+.3f}   PPO {result['score_ppo']:+.3f}   "
+          f"{result['rollouts']} {method.upper()} rollouts")  # fmt: skip
+    print(f"  mean RM score   SFT {result['score_sft']:+.3f}   {method.upper()} {result['score_ppo']:+.3f}   "
           f"gain {result['score_gain']:+.3f} +- {se:.3f} (1 s.e., paired by prompt; "
           f"{result['score_gain_in_sft_std'] or 0:+.2f} SFT std)")
-    print(f"  PPO beats SFT on {wins}/{len(held)} prompts ({result['prompt_win_rate_ppo_over_sft']:.0%})")
-    print(f"  KL(PPO || SFT) {result['kl_ppo_to_sft']:.3f} nats / response (sampled estimate, PPO's own samples)")
-    print(f"  training: score first quarter {result['train_log_score_first_last'][0]:+.3f}, last quarter "
-          f"{result['train_log_score_first_last'][1]:+.3f}; KL max {result['train_kl_max']:.2f}; "
-          f"beta {args.kl_coef} -> {result['kl_coef_last']:.3f}")
+    print(f"  {method.upper()} beats SFT on {wins}/{len(held)} prompts ({result['prompt_win_rate_ppo_over_sft']:.0%})")
+    print(f"  KL({method.upper()} || SFT) {result['kl_ppo_to_sft']:.3f} nats / response (sampled estimate, "
+          f"{method.upper()}'s own samples)")  # fmt: skip
+    first, last = result["train_log_score_first_last"]
+    print(f"  training: score first quarter {first or 0:+.3f}, last quarter {last or 0:+.3f}"
+          + (f"; KL max {result['train_kl_max']:.2f}; beta {args.kl_coef} -> {result['kl_coef_last']:.3f}"
+             if result["train_kl_max"] is not None else ""))  # fmt: skip
     print(f"  curves: {result['curves']}")
     print(f"  minutes: {result['minutes']}")
     return result

@@ -48,12 +48,12 @@ def home(tmp_path_factory: pytest.TempPathFactory, registry: Registry) -> Regist
     return home
 
 
-def ppo_config(home: Registry, output: str, **ppo: object) -> TuneConfig:
+def ppo_config(home: Registry, output: str, steps: int = 2, **ppo: object) -> TuneConfig:
     return TuneConfig.model_validate({
         "base": "sft", "method": "ppo",
         "ppo": {"reward_model": "rm", "sampling": {"max_new_tokens": 8}, "ppo_epochs": 2, **ppo},
         "data": {"train": str(home.root.parent / "pairs.jsonl"), "eval_fraction": 0},
-        "train": {"max_steps": 2, "batch_size": 3, "learning_rate": 1e-3, "max_length": 64}, "output": output,
+        "train": {"max_steps": steps, "batch_size": 3, "learning_rate": 1e-3, "max_length": 64}, "output": output,
     })  # fmt: skip
 
 
@@ -123,6 +123,61 @@ def test_bad_rl_configs_are_refused_by_field(home: Registry) -> None:
         PPOTrainer.prepare(ppo_config(home, "ppo-no-rm", reward_model="sft"), home)
     with pytest.raises(BadInputError, match="multiple of"):
         train(group_config(home, "grpo", "g-bad", batch_size=3), registry=home)
+
+
+def test_a_stopped_ppo_run_resumes_from_its_checkpoint_to_the_same_step_count(home: Registry,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    # The levers on too: 3 samples of one prompt per step with a leave-one-out baseline, running
+    # score normalisation, and the critic started from the reward model's score head.
+    config = ppo_config(home, "ppo-resumed", steps=4, save_steps=2, samples_per_prompt=3, baseline="leave_one_out",
+                        reward_norm=True, value_init="reward_head")  # fmt: skip
+    trainer = PPOTrainer.prepare(config, home)
+    from agentkit.tuning.reward.scoring import head_linear
+
+    assert torch.equal(trainer.value_head.weight, head_linear(trainer.reward.model).weight)
+    real_rollout, calls = PPOTrainer.rollout, []
+
+    def killed_at_step_4(self: PPOTrainer, batch: list) -> object:
+        calls.append(batch)
+        assert len({json.dumps(p) for p in batch}) == 1 and len(batch) == 3  # one prompt, three samples
+        if len(calls) == 4:
+            raise KeyboardInterrupt("stopped during step 4")
+        return real_rollout(self, batch)
+
+    monkeypatch.setattr(PPOTrainer, "rollout", killed_at_step_4)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.fit()
+    monkeypatch.undo()
+    run_dir = home.root / "runs" / "ppo-resumed"
+    assert sorted(p.name for p in run_dir.iterdir()) == ["checkpoint-000002"]
+    assert "ppo-resumed" not in home
+
+    resumed = PPOTrainer.prepare(config, home, resume=True)
+    assert resumed.step == 2 and [e["step"] for e in resumed.log] == [1, 2]
+    lora = {n: p.detach().clone() for n, p in resumed.peft_model.named_parameters() if p.requires_grad}
+    assert any(n.endswith("lora_B.default.weight") and p.abs().sum() > 0 for n, p in lora.items()), \
+        "the checkpoint's LoRA was not loaded (lora_B starts at zero)"  # fmt: skip
+    assert resumed.optimizer.state, "the optimizer state was not restored"
+    metrics = resumed.fit()
+    assert metrics["steps"] == 4 and [e["step"] for e in resumed.log] == [1, 2, 3, 4]
+    assert metrics["rollouts"] == 12
+    params = dict(resumed.peft_model.named_parameters())
+    assert any(not torch.equal(params[n], before) for n, before in lora.items()), "no LoRA weight moved after resuming"
+    for entry in resumed.log:
+        for key in ("score", "kl", "policy_loss", "value_loss"):
+            assert math.isfinite(entry[key]), (key, entry)
+    card = resumed.register()
+    assert card.metrics["steps"] == 4
+    # A resumed run that is registered cannot be resumed again; a missing checkpoint is refused.
+    with pytest.raises(BadInputError, match="already exists"):
+        PPOTrainer.prepare(config, home, resume=True)
+
+
+def test_ppo_batch_must_hold_whole_groups_of_samples(home: Registry) -> None:
+    with pytest.raises(BadInputError, match="multiple of"):
+        PPOTrainer.prepare(ppo_config(home, "ppo-bad-k", samples_per_prompt=2), home)
+    with pytest.raises(ValueError, match="samples_per_prompt"):
+        ppo_config(home, "x", baseline="mean")
 
 
 def group_config(home: Registry, method: str, output: str, batch_size: int = 4) -> TuneConfig:

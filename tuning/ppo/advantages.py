@@ -74,3 +74,56 @@ def gae(rewards: Any, values: Any, mask: Any, gamma: float, lam: float) -> tuple
         advantages_reversed.append(last)
     advantages = torch.stack(advantages_reversed[::-1], dim=1) * mask
     return advantages, (advantages + values) * mask
+
+
+def per_prompt_baseline(scores: Any, samples_per_prompt: int, kind: str) -> Any:
+    """The baseline of each score from its prompt's other samples, (B,) -> (B,).
+
+    `scores` holds each prompt's samples next to each other (B = prompts * samples_per_prompt).
+    "mean": the prompt's mean score; "leave_one_out": the mean of the prompt's other samples
+    (RLOO, Kool et al. 2019: unbiased, as the baseline does not depend on the sample it is
+    subtracted from); "none": zeros."""
+    import torch
+
+    if kind == "none":
+        return torch.zeros_like(scores)
+    k = samples_per_prompt
+    if k < 2 or scores.shape[0] % k:
+        raise ValueError(f"{scores.shape[0]} scores are not groups of samples_per_prompt={k} >= 2")
+    groups = scores.reshape(-1, k)
+    total = groups.sum(-1, keepdim=True)
+    if kind == "mean":
+        base = (total / k).expand_as(groups)
+    elif kind == "leave_one_out":
+        base = (total - groups) / (k - 1)
+    else:
+        raise ValueError(f"unknown baseline {kind!r}")
+    return base.reshape(-1)
+
+
+class RunningMoments:
+    """Running mean and std of every score seen (Chan et al.'s parallel update, batch by batch)."""
+
+    def __init__(self) -> None:
+        self.count, self.mean, self.var = 0, 0.0, 1.0
+
+    def update(self, values: list[float]) -> None:
+        n = len(values)
+        if not n:
+            return
+        mean = sum(values) / n
+        var = sum((v - mean) ** 2 for v in values) / n
+        total = self.count + n
+        delta = mean - self.mean
+        m2 = self.var * self.count + var * n + delta**2 * self.count * n / total
+        self.mean, self.var, self.count = self.mean + delta * n / total, m2 / total, total
+
+    @property
+    def std(self) -> float:
+        return max(self.var, 1e-8) ** 0.5
+
+    def state_dict(self) -> dict[str, float]:
+        return {"count": self.count, "mean": self.mean, "var": self.var}
+
+    def load_state_dict(self, state: dict[str, float]) -> None:
+        self.count, self.mean, self.var = int(state["count"]), float(state["mean"]), float(state["var"])

@@ -3,7 +3,7 @@ and the PPO / GAE / KL-control knobs (defaults after InstructGPT and DeepSpeed-C
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -53,6 +53,34 @@ class PPOMethodConfig(BaseModel):
     value_learning_rate: float | None = Field(
         default=None, gt=0, description="learning rate of the value head; None: train.learning_rate"
     )
+    samples_per_prompt: int = Field(
+        default=1, ge=1,
+        description="responses sampled per prompt in each batch; train.batch_size counts responses and must be a "
+        "multiple (batch_size / samples_per_prompt prompts per step). >= 2 allows a per-prompt baseline",
+    )  # fmt: skip
+    baseline: Literal["none", "mean", "leave_one_out"] = Field(
+        default="none",
+        description="per-prompt baseline subtracted from each score before the KL penalty and GAE: the mean score "
+        "of the prompt's samples, or the mean of its other samples (RLOO). Most of the score variance is the "
+        "prompt's; needs samples_per_prompt >= 2",
+    )  # fmt: skip
+    reward_norm: bool = Field(
+        default=False,
+        description="divide scores by the running std of all scores seen (and subtract the running mean when no "
+        "per-prompt baseline is used), so beta trades KL against a score of unit scale",
+    )  # fmt: skip
+    value_init: Literal["zero", "reward_head"] = Field(
+        default="zero",
+        description="the value head on the policy's last hidden state: zero weights with the bias at the first "
+        "batch's mean score, or the reward model's score head copied (InstructGPT starts the critic from the "
+        "reward model; here on the policy's trunk, so exact only where the reward model kept the base's layers)",
+    )  # fmt: skip
+    save_steps: int = Field(
+        default=10, ge=0,
+        description="write a resumable checkpoint (LoRA, value head, optimizer, step, KL controller, RNG) into "
+        "runs/<output>/ every N steps; 0: none",
+    )  # fmt: skip
+    save_total_limit: int = Field(default=2, gt=0, description="checkpoints kept (the newest)")
 
     @model_validator(mode="after")
     def _lora_is_plain(self) -> PPOMethodConfig:
@@ -60,4 +88,7 @@ class PPOMethodConfig(BaseModel):
         # which is exact only for plain LoRA: DoRA's magnitude vector does not add up that way.
         if self.lora.use_dora:
             raise ValueError("ppo.lora.use_dora is not supported (the result is folded into one LoRA); set it false")
+        if self.baseline != "none" and self.samples_per_prompt < 2:
+            raise ValueError(f"ppo.baseline={self.baseline!r} needs ppo.samples_per_prompt >= 2 (one sample has no "
+                             "per-prompt mean to subtract); set samples_per_prompt: 4")  # fmt: skip
         return self

@@ -21,6 +21,9 @@ class Rollout:
     values: Any  # (B, R) value-head estimates of the state before each token
     texts: list[str]  # decoded responses, for the reward model
     scores: Any = None  # (B,) reward-model scores, set by the trainer
+    shaped_scores: Any = None  # (B,) what PPO optimises: (score - baseline) / scale, set by the trainer
+    value_shift: Any = None  # (B,) with a reward-head critic (raw-score units): its values are (V - shift) / scale
+    value_scale: float = 1.0
 
 
 def new_value_head(hidden: int) -> Any:
