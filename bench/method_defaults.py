@@ -46,7 +46,8 @@ from pathlib import Path
 from typing import Any
 
 OUT = Path(__file__).resolve().parent / "out"
-BASE = "smollm2-135m-instruct"
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script or imported: its sibling below
+from sft_methods import BASE, clean, make_home  # noqa: E402  (the isolated bench registry, shared with that bench)
 DATA_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data"  # ../shared/data beside the checkout
 
 # The fixed settings: every method at lr 3e-3 for 3 epochs, its block at the library's defaults
@@ -97,22 +98,6 @@ def dpo_to_sft(source: Path, target: Path) -> Path:
 
 def output_id(label: str) -> str:
     return "md-" + "".join(c if c.isalnum() else "-" for c in label.lower()).strip("-")[:60]
-
-
-def clean(home: Any, entry_id: str) -> None:
-    if entry_id in home:
-        home.remove(entry_id)
-    shutil.rmtree(home.root / "runs" / entry_id, ignore_errors=True)
-
-
-def make_home(path: Path) -> Any:
-    from agentkit.registry import Registry
-    from agentkit.registry.importer import copy_hf_folder
-
-    home = Registry(path)
-    source = Registry.default().path(BASE)
-    home.create_entry(BASE, lambda stage: copy_hf_folder(source, stage), exist_ok=True)
-    return home
 
 
 def tune_config(method: str, block: dict[str, Any], lr: float, epochs: float, seed: int,
