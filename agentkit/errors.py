@@ -43,7 +43,7 @@ class UnsafeWeightsError(BadInputError):
 
 
 class IntegrityError(AgentkitError):
-    """Weights on disk no longer match the sha256 recorded in the card."""
+    """Weights on disk no longer match the sha256 recorded in the card, or the card itself does not read."""
 
 
 class MissingPackageError(AgentkitError):

@@ -12,11 +12,12 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from agentkit.server.runner import wait_healthy
 
 KEY = "sk-agentkit-bench"
 
@@ -76,7 +77,8 @@ def agentkit_serve(*options: str, home: str | Path | None = None, max_runtime_s:
     watchdog.daemon = True
     watchdog.start()
     try:
-        _wait_healthy(f"http://127.0.0.1:{port}", proc, log, start_timeout_s)
+        wait_healthy(f"http://127.0.0.1:{port}", proc, timeout_s=start_timeout_s,
+                     output=lambda: log.read_text(errors="replace"))
         yield Served(f"http://127.0.0.1:{port}/v1", proc, log)
     finally:
         watchdog.cancel()
@@ -88,22 +90,6 @@ def agentkit_serve(*options: str, home: str | Path | None = None, max_runtime_s:
                 proc.kill()
                 proc.wait(timeout=10)
         log.unlink(missing_ok=True)  # a server that did not start has its log's tail in the error
-
-
-def _wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path, timeout_s: float) -> None:
-    import httpx
-
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            tail = log.read_text(errors="replace")[-3000:]
-            raise RuntimeError(f"agentkit serve did not come up on {url} (exit {proc.poll()}):\n{tail}")
-        time.sleep(0.2)
 
 
 def server_tail(served: Served, chars: int = 2000) -> str:

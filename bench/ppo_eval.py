@@ -21,7 +21,7 @@ skipped with a message when absent.
 --method grpo | rloo trains that stage (TRL) instead of PPO from the same SFT policy and reward model,
 with --samples-per-prompt completions per prompt (default 4) and train.batch_size = --batch-size
 completions, so 30 steps are 240 completions as for PPO; its prompts are cut to --max-length
-template tokens from the front (trimmed_prompts_file), as PPO cuts them. The evaluation is the same
+template tokens from the front (train.max_length; tuning.rl_stage.fit_prompt), as PPO cuts them. The evaluation is the same
 (the SFT side is cached in <home>-data/sft_scores.json, so every method is compared with the same
 SFT samples). A stage whose registered config differs from the requested one is retrained.
 
@@ -114,34 +114,6 @@ def write_stage_data(pairs: list[Any], folder: Path) -> tuple[Path, Path]:
                                            "rejected": [{"role": "assistant", "content": p.rejected}]})
                                for p in pairs))  # fmt: skip
     return sft, prefs
-
-
-def trimmed_prompts_file(pairs: list[Any], tokenizer: Any, max_length: int, path: Path) -> Path:
-    """The pairs with each prompt cut to about `max_length` chat-template tokens, for grpo / rloo.
-
-    PPO keeps the last max_length tokens of each templated prompt (train.max_length); TRL's
-    GRPOTrainer / RLOOTrainer (1.16) take the prompt whole, and hh prompts run to ~1,000 tokens
-    (16.7 GB and > 15 min for a few steps of GRPO here). So, as PPO does, the front goes: the
-    oldest turns whole, then the front of the first remaining message's text, until it fits."""
-    def length(messages: list[dict]) -> int:
-        ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=False)
-        return len(ids["input_ids"] if isinstance(ids, dict) else ids)
-
-    rows = []
-    for p in pairs:
-        messages = [dict(m) for m in p.prompt]
-        while (excess := length(messages) - max_length) > 0:
-            ids = tokenizer(messages[0]["content"], add_special_tokens=False)["input_ids"]
-            if len(messages) > 1 and len(ids) <= excess:
-                messages = messages[1:]
-            elif excess < len(ids):
-                messages[0]["content"] = tokenizer.decode(ids[excess:])
-            else:
-                break
-        rows.append({"prompt": messages, "chosen": [{"role": "assistant", "content": p.chosen}],
-                     "rejected": [{"role": "assistant", "content": p.rejected}]})  # fmt: skip
-    path.write_text("\n".join(json.dumps(r) for r in rows))
-    return path
 
 
 def stage(home: Any, config: dict[str, Any], fresh: bool) -> tuple[Any, float]:
@@ -314,11 +286,7 @@ def run_seed(args: argparse.Namespace, seed: int, home_dir: Path, json_out: Path
                                     ("value_init", args.value_init, "zero"), ("reward_norm", args.reward_norm, False)):  # fmt: skip
             if value != default:  # only what differs: the registered configs of earlier runs still match
                 block[key] = value
-    else:
-        from agentkit.registry.loading import load_tokenizer
-
-        pref_file = trimmed_prompts_file(train_pairs, load_tokenizer(home.path(BASE)), args.max_length,
-                                         pref_file.with_name(f"prefs_trimmed{args.max_length}.jsonl"))  # fmt: skip
+    else:  # the stage cuts each prompt to train.max_length template tokens from the front, as PPO does
         block = {"reward_model": "bench-reward", "max_new_tokens": args.max_new_tokens, "beta": args.group_beta,
                  "num_generations": args.samples_per_prompt if args.samples_per_prompt > 1 else 4,
                  "lora": {"r": 8, "alpha": 16}}  # fmt: skip

@@ -112,7 +112,30 @@ def method_config(method: str, train_file: Path, args: argparse.Namespace) -> An
     elif method == "textbook":  # the peft SEQ_CLS recipe the example's defaults are meant to beat
         raw["lora"] = {"r": 8, "alpha": 16, "dropout": 0.1, "target_modules": ["query", "value"]}
         raw["train"].update(learning_rate=5e-4, warmup_steps=0, weight_decay=0.0)
+    for dotted, value in args.variants.get(method, {}).items():  # --variant NAME:train.epochs=3,...
+        block, key = dotted.split(".", 1) if "." in dotted else ("", dotted)
+        (raw.setdefault(block, {}) if block else raw)[key] = value
     return TuneConfig.model_validate(raw)
+
+
+def parse_variant(text: str) -> tuple[str, dict[str, Any]]:
+    """`NAME:train.epochs=3,train.label_smoothing=0.1` -> the example's config with those keys set
+    (after --rows / --epochs); values are read as YAML scalars."""
+    import yaml
+
+    name, _, assignments = text.partition(":")
+    if not name or name in {"lora", "full", "textbook"} or not assignments:
+        raise SystemExit(f"--variant {text!r}: write NEW_NAME:block.key=value[,block.key=value]")
+    pairs = (item.split("=", 1) for item in assignments.split(","))
+    return name, {key.strip(): yaml.safe_load(value) for key, value in pairs}
+
+
+def half_of(text: str) -> str:
+    """A or B: a fixed split of the full sentences by a hash of the text, so that a recipe chosen
+    on one half can be checked on the other."""
+    import zlib
+
+    return "AB"[zlib.crc32(text.encode("utf-8")) % 2]
 
 
 def run_method(method: str, train_file: Path, dev: list[tuple[str, str]], args: argparse.Namespace,
@@ -135,6 +158,7 @@ def run_method(method: str, train_file: Path, dev: list[tuple[str, str]], args: 
     full_rows = [r for r in dev if is_full_sentence(r[0])]
     acc_all, seconds_all = accuracy(classifier, dev)
     acc_full, _ = accuracy(classifier, full_rows)
+    halves = {h: accuracy(classifier, [r for r in full_rows if half_of(r[0]) == h])[0] for h in "AB"}
     result = {
         "method": method,
         "config": config.to_yaml_dict(),
@@ -148,12 +172,15 @@ def run_method(method: str, train_file: Path, dev: list[tuple[str, str]], args: 
         "trainable_ratio": trainable / total,
         "acc_all_dev": acc_all,
         "acc_full_sentences": acc_full,
+        "acc_full_half_a": halves["A"],
+        "acc_full_half_b": halves["B"],
         "dev_rows": len(dev),
         "full_sentence_rows": len(full_rows),
         "predict_texts_per_s": len(dev) / seconds_all,
         "trainer_metrics": metrics,
     }
-    print(f"{method}: all-dev {acc_all:.4f}  full sentences {acc_full:.4f}  {minutes:.1f} min  "
+    print(f"{method}: all-dev {acc_all:.4f}  full sentences {acc_full:.4f} (halves {halves['A']:.4f} / "
+          f"{halves['B']:.4f})  {minutes:.1f} min  "
           f"trainable {trainable:,} / {total:,}", flush=True)  # fmt: skip
     return result
 
@@ -164,11 +191,17 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=None, help="train rows (default: the example's max_rows)")
     parser.add_argument("--epochs", type=float, default=None, help="default: the example's epochs")
     parser.add_argument("--full-lr", type=float, default=1e-4, help="full fine-tuning lr (1e-4 beat 5e-5 here)")
-    parser.add_argument("--methods", default="lora,full", help="comma-separated: lora, full, textbook")
+    parser.add_argument("--methods", default="lora,full", help="comma-separated: lora, full, textbook, "
+                        "or a --variant name")  # fmt: skip
+    parser.add_argument("--variant", action="append", default=[], metavar="NAME:KEY=VALUE,...",
+                        help="a recipe of the example's config with keys changed, e.g. "
+                        "longer:train.epochs=3,train.label_smoothing=0.1; name it in --methods")  # fmt: skip
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--keep-overlap", action="store_true", help="train on train.tsv as it is")
     parser.add_argument("--out", type=Path, default=OUT / "sentiment.json")
+    parser.add_argument("--home", type=Path, default=OUT / "sentiment-home", help="the bench's registry")
     args = parser.parse_args()
+    args.variants = dict(parse_variant(text) for text in args.variant)
 
     train_path, dev_path = args.data / "train.tsv", args.data / "dev.tsv"
     if not (train_path.is_file() and dev_path.is_file()):
@@ -192,7 +225,7 @@ def main() -> int:
     if not args.keep_overlap:
         train_file = OUT / "sst2-train-decontaminated.tsv"
         _, dropped = decontaminated_train(train_path, full_sentences, train_file)
-    registry = Registry(OUT / "sentiment-home")
+    registry = Registry(args.home)
     registry.ensure("minilm-l6")
     print(f"SST-2: {len(dev)} dev rows, {len(full_sentences)} full sentences; train {args.rows} rows of "
           f"{train_file.name} ({dropped} overlapping rows dropped), {args.epochs} epochs; "
@@ -203,7 +236,8 @@ def main() -> int:
                                "decontaminated": not args.keep_overlap, "dropped_train_rows": dropped,
                                "load_average_end": os.getloadavg()[0]}  # fmt: skip
     print(f"\n{'':24s}" + "".join(f"{m:>12s}" for m in results))
-    for key, fmt in (("acc_all_dev", "{:.4f}"), ("acc_full_sentences", "{:.4f}"), ("minutes", "{:.1f}"),
+    for key, fmt in (("acc_all_dev", "{:.4f}"), ("acc_full_sentences", "{:.4f}"), ("acc_full_half_a", "{:.4f}"),
+                     ("acc_full_half_b", "{:.4f}"), ("minutes", "{:.1f}"),
                      ("trainable_ratio", "{:.4f}"), ("predict_texts_per_s", "{:.0f}")):  # fmt: skip
         print(f"{key:24s}" + "".join(f"{fmt.format(r[key]):>12s}" for r in results.values()))
     if {"lora", "full"} <= set(results):

@@ -42,6 +42,11 @@ class TrainConfig(BaseModel):
     max_steps: int | None = Field(default=None, gt=0, description="stop after this many steps")
     warmup_steps: float = Field(default=0, ge=0, description="steps, or a fraction of all steps when < 1")
     weight_decay: float = Field(default=0.0, ge=0)
+    label_smoothing: float = Field(
+        default=0.0, ge=0, lt=1,
+        description="share of each target's probability spread over the other classes or tokens "
+        "(transformers' label_smoothing_factor); 0.1 is the usual value",
+    )  # fmt: skip
     logging_steps: int = Field(default=1, gt=0)
     packing: bool = Field(
         default=True,

@@ -45,6 +45,27 @@ def load_stage_prompts(config: Any) -> Prompts:
     return Prompts(train, held, digest, len(prompts))
 
 
+def fit_prompt(tokenizer: Any, messages: list[dict], max_length: int) -> list[dict]:
+    """The prompt cut to at most `max_length` chat-template tokens (with the assistant opener),
+    from the front, as PPO cuts its token rows: the oldest turns whole, then the front of the
+    first remaining message's text. The newest turn, which the response answers, stays."""
+
+    def length(rows: list[dict]) -> int:
+        ids = tokenizer.apply_chat_template(rows, add_generation_prompt=True, tokenize=True, return_dict=False)
+        return len(ids["input_ids"] if isinstance(ids, dict) else ids)
+
+    messages = [dict(m) for m in messages]
+    while (excess := length(messages) - max_length) > 0:
+        ids = tokenizer(messages[0]["content"], add_special_tokens=False)["input_ids"]
+        if len(messages) > 1 and len(ids) <= excess:
+            messages = messages[1:]
+        elif excess < len(ids):
+            messages[0]["content"] = tokenizer.decode(ids[excess:])
+        else:  # the template alone is longer than max_length: nothing left to cut
+            break
+    return messages
+
+
 def load_reward(registry: Registry, reward_id: str) -> Any:
     """The reward stage's model (B1's RewardModel: scores prompt + response through the chat
     template it was trained with); anything but a reward entry is refused there, with the fix."""

@@ -77,6 +77,7 @@ def _training_args(config: TuneConfig, run_dir: Path, has_eval: bool) -> Any:
         gradient_accumulation_steps=train.gradient_accumulation,
         warmup_steps=train.warmup_steps,
         weight_decay=train.weight_decay,
+        label_smoothing_factor=train.label_smoothing,
         logging_steps=train.logging_steps,
         eval_strategy=schedule if has_eval else "no",
         save_strategy=schedule,

@@ -59,7 +59,18 @@ class Registry:
         return sorted(p.name for p in self.models_dir.iterdir() if (p / CARD_FILE).is_file())
 
     def list(self) -> list[ModelCard]:
-        return [self._read_card(i) for i in self.ids()]
+        """The cards of the complete entries. An entry whose card.json does not read is left out
+        with a warning that names the file (`card(id)` raises the same error), so one damaged
+        entry does not hide the others."""
+        cards = []
+        for entry_id in self.ids():
+            try:
+                cards.append(self._read_card(entry_id))
+            except IntegrityError as exc:
+                import logging
+
+                logging.getLogger("agentkit.registry").warning("%s", exc.one_line())
+        return cards
 
     def __contains__(self, entry_id: str) -> bool:
         try:
@@ -95,6 +106,14 @@ class Registry:
             return ModelCard.model_validate_json(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise self._unknown(entry_id, fix="run `agentkit models list` to see the ids.", builtins=False) from None
+        except (ValueError, UnicodeDecodeError) as exc:  # pydantic's ValidationError is a ValueError
+            errors = getattr(exc, "errors", None)
+            first = errors()[0] if callable(errors) else {"loc": (), "msg": str(exc)}
+            where = ".".join(str(part) for part in first["loc"])
+            raise IntegrityError(
+                f"{path} is not a readable model card: {where + ': ' if where else ''}{first['msg']}.",
+                fix=f"restore the file from a copy, or drop the entry with `agentkit models rm {entry_id}`.",
+            ) from None
 
     def _unknown(self, entry_id: str, *, fix: str, builtins: bool = True) -> UnknownModelError:
         """The one unknown-id error: what the registry has (entries, built-ins) and its aliases."""

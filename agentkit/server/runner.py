@@ -3,9 +3,10 @@ benchmarks) on a port the OS picks, stopped when the block ends."""
 
 from __future__ import annotations
 
+import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -57,3 +58,27 @@ def serve_in_thread(settings: ServeSettings | None = None, *, start_timeout_s: f
     finally:
         server.should_exit = True
         thread.join(timeout=15)
+
+
+def wait_healthy(url: str, process: subprocess.Popen[bytes], *, timeout_s: float = 60.0,
+                 output: Callable[[], str] = lambda: "") -> None:  # fmt: skip
+    """Wait until `agentkit serve`, started as `process`, answers GET {url}/health with 200.
+
+    If the process exits or `timeout_s` passes first, it is killed and AgentkitError carries the
+    tail of `output()` (its log), so a server that did not come up says why."""
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if httpx.get(f"{url.rstrip('/')}/health", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            if process.poll() is None:
+                process.kill()
+                process.wait(timeout=10)
+            raise AgentkitError(f"agentkit serve did not come up on {url} (exit {process.returncode}):\n"
+                                f"{output()[-3000:]}", fix="read the server's output above.")  # fmt: skip
+        time.sleep(0.2)

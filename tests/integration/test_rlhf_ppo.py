@@ -202,3 +202,27 @@ def test_grpo_and_rloo_train_through_trl_with_the_reward_model(home: Registry, m
 
     weights = load_file(str(home.path(card.id) / "adapter_model.safetensors"))
     assert any(k.endswith("lora_B.weight") and v.abs().sum() > 0 for k, v in weights.items())
+
+
+def test_group_stage_prompts_are_cut_from_the_front_to_max_length_keeping_the_last_turn(registry: Registry) -> None:
+    # TRL's GRPOTrainer takes a prompt whole; the stage cuts it to train.max_length template
+    # tokens as PPO cuts its rows: the oldest turns go whole, then the front of the next one.
+    from agentkit.registry.loading import load_tokenizer
+    from agentkit.tuning.rl_stage import fit_prompt
+
+    tokenizer = load_tokenizer(registry.path("smollm2-135m-instruct"))
+
+    def length(messages: list[dict]) -> int:
+        ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=False)
+        return len(ids["input_ids"] if isinstance(ids, dict) else ids)
+
+    last = {"role": "user", "content": "And how long does the dough rest?"}
+    turns = [{"role": "user", "content": "How do I bake bread? " * 20},
+             {"role": "assistant", "content": "Mix flour, water, yeast and salt, then knead. " * 10}, last]  # fmt: skip
+    budget = length(turns[1:]) - 10  # the first turn whole and ~10 tokens of the second must go
+    short = fit_prompt(tokenizer, turns, budget)
+    assert length(short) <= budget and short[-1] == last and len(short) == 2
+    assert short[0]["role"] == "assistant" and short[0]["content"] != turns[1]["content"]  # the user turn went whole
+    assert turns[1]["content"].rstrip().endswith(short[0]["content"].strip())  # then the assistant turn's front
+    assert fit_prompt(tokenizer, [last], 1) == [last]  # the template alone is longer: returned, not looped on
+    assert fit_prompt(tokenizer, turns, 4000) == turns  # short enough: untouched

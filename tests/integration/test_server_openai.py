@@ -12,7 +12,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ from pydantic import BaseModel, Field
 from agentkit.models import LocalChatModel
 from agentkit.registry import Registry
 from agentkit.server import ServeSettings, serve_in_thread
+from agentkit.server.runner import wait_healthy
 
 pytestmark = pytest.mark.integration
 BASE = "smollm2-135m-instruct"
@@ -301,15 +301,7 @@ def test_the_serve_command_binds_loopback_and_takes_the_key_from_the_environment
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert process.poll() is None and time.monotonic() < deadline, process.stdout.read().decode()
-            time.sleep(0.2)
+        wait_healthy(url, process, timeout_s=60, output=lambda: process.stdout.read().decode(errors="replace"))
         assert httpx.get(f"{url}/v1/models").status_code == 401
         models = httpx.get(f"{url}/v1/models", headers={"Authorization": f"Bearer {KEY}"}).json()
         assert BASE in {m["id"] for m in models["data"]}

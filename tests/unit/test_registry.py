@@ -195,3 +195,20 @@ def test_a_linked_copy_shares_the_weight_files_and_copies_the_rest(tmp_path: Pat
     assert (folder / "config.json").stat().st_ino != (src / "config.json").stat().st_ino
     registry.remove("linked")
     assert (src / "model.safetensors").read_bytes() == b"weights"  # removing the entry leaves the source
+
+
+@pytest.mark.parametrize("damage", ["{\"id\": \"tiny\", ", "{\"id\": \"tiny\"}", "\udcff"])
+def test_a_damaged_card_names_its_file_and_does_not_hide_the_other_entries(
+    tmp_path: Path, damage: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    registry = Registry(tmp_path)
+    registry.create_entry("tiny", write_tiny)
+    registry.create_entry("other", write_tiny)
+    card = tmp_path / "models" / "tiny" / "card.json"
+    card.write_bytes(damage.encode("utf-8", "surrogateescape"))  # cut short, fields missing, not UTF-8
+    with pytest.raises(IntegrityError, match=r"models/tiny/card\.json is not a readable model card.*models rm tiny"):
+        registry.card("tiny")
+    assert [c.id for c in registry.list()] == ["other"]
+    assert "models/tiny/card.json" in caplog.text
+    registry.remove("tiny")  # the fix the error names works on the damaged entry
+    assert registry.ids() == ["other"]

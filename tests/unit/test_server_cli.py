@@ -72,3 +72,20 @@ def test_settings_refuse_unknown_fields_and_a_default_above_the_cap() -> None:
         ServeSettings(engine="vllm")  # type: ignore[arg-type]
     code, line = describe(err.value)
     assert code == 2 and "engine" in line and "\n" not in line
+
+
+def test_waiting_for_a_server_that_exits_raises_with_its_output() -> None:
+    import socket
+    import subprocess
+    import sys
+
+    from agentkit.errors import AgentkitError
+    from agentkit.server.runner import wait_healthy
+
+    with socket.socket() as probe:  # a loopback port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = subprocess.Popen([sys.executable, "-c", "print('address already in use'); raise SystemExit(3)"],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
+    with pytest.raises(AgentkitError, match=r"(?s)exit 3\).*address already in use"):
+        wait_healthy(f"http://127.0.0.1:{port}", process, timeout_s=30, output=lambda: process.stdout.read().decode())

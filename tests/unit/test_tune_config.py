@@ -172,3 +172,13 @@ def test_a_method_s_train_defaults_fill_what_the_train_block_leaves_out() -> Non
     with pytest.raises(BadInputError, match="train_defaults names 'lr', not a train: field"):
         register_method(TuningMethod(name="bad_defaults_method", config_class=VirtualTokensConfig,
                                      train_defaults={"lr": 1e-3}))  # fmt: skip
+
+
+def test_label_smoothing_reaches_the_trainer_and_is_a_share_below_one(tmp_path: Path) -> None:
+    from agentkit.tuning.trainer import _training_args
+
+    config = TuneConfig.model_validate({**BASE, "train": {"label_smoothing": 0.1}})
+    assert _training_args(config, tmp_path, has_eval=False).label_smoothing_factor == 0.1
+    assert _training_args(TuneConfig.model_validate(BASE), tmp_path, has_eval=False).label_smoothing_factor == 0
+    with pytest.raises(ValidationError, match="train.label_smoothing"):
+        TuneConfig.model_validate({**BASE, "train": {"label_smoothing": 1.0}})

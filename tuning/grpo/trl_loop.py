@@ -9,7 +9,13 @@ from agentkit.errors import BadInputError
 from agentkit.registry import ModelCard, Registry
 from agentkit.tuning.rl_policy import check_reward_tokenizer
 from agentkit.tuning.stage import StartPoint
-from agentkit.tuning.rl_stage import check_fresh_output, load_reward, load_stage_prompts, register_rl_result
+from agentkit.tuning.rl_stage import (
+    check_fresh_output,
+    fit_prompt,
+    load_reward,
+    load_stage_prompts,
+    register_rl_result,
+)
 
 CURVES = {"reward": "reward-model score (mean)", "kl": "KL to reference (per token)", "loss": "loss",
           "entropy": "entropy (nats / token)", "reward_std": "score std within batch",
@@ -76,11 +82,15 @@ def run_group_method(config: Any, registry: Registry, *, resume: bool = False, p
         num_train_epochs=train.epochs, max_steps=train.max_steps or -1, weight_decay=train.weight_decay,
         logging_steps=train.logging_steps, seed=train.seed, save_strategy="no", report_to=[],
         use_cpu=not torch.accelerator.is_available(), disable_tqdm=not progress, dataloader_pin_memory=False,
-        gradient_checkpointing=False,  # a 135M policy fits; recomputing activations would only cost CPU time
+        # TRL turns on bf16 and activation checkpointing by default (GPU habits); every other stage
+        # trains in float32, and recomputing activations would only cost CPU time on a 135M policy.
+        bf16=False, activation_checkpointing=False,
     )  # fmt: skip
     trainer = trainer_class(
         model=model, reward_funcs=reward_function(reward), args=args,
-        train_dataset=Dataset.from_list([{"prompt": p} for p in prompts.train]),
+        # TRL (1.16) takes each prompt whole; hh prompts run to ~1,000 tokens. Cut to train.max_length
+        # from the front, as PPO does.
+        train_dataset=Dataset.from_list([{"prompt": fit_prompt(tokenizer, p, train.max_length)} for p in prompts.train]),
         processing_class=tokenizer, peft_config=block.lora.to_peft("causal_lm"),
     )  # fmt: skip
     trainer.remove_callback(PrinterCallback)
