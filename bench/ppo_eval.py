@@ -193,6 +193,7 @@ def main() -> int:
     parser.add_argument("--lr", type=float, default=1e-3, help="PPO learning rate (LoRA and value head)")
     parser.add_argument("--kl-coef", type=float, default=0.05, help="initial beta")
     parser.add_argument("--target-kl", type=float, default=4.0, help="nats per response")
+    parser.add_argument("--fixed-kl", action="store_true", help="ppo.adaptive_kl false: beta stays --kl-coef")
     parser.add_argument("--kl-horizon", type=int, default=40,
                         help="rollouts; small, so that beta reacts within a run of a few hundred rollouts")
     parser.add_argument("--max-length", type=int, default=128, help="prompt / pair tokens (the front is cut)")
@@ -283,7 +284,8 @@ def run_seed(args: argparse.Namespace, seed: int, home_dir: Path, json_out: Path
                  "ppo_epochs": args.ppo_epochs, "init_kl_coef": args.kl_coef, "target_kl": args.target_kl,
                  "kl_horizon": args.kl_horizon, "lora": {"r": 8, "alpha": 16}}  # fmt: skip
         for key, value, default in (("samples_per_prompt", args.samples_per_prompt, 1), ("baseline", args.baseline, "none"),
-                                    ("value_init", args.value_init, "zero"), ("reward_norm", args.reward_norm, False)):  # fmt: skip
+                                    ("value_init", args.value_init, "zero"), ("reward_norm", args.reward_norm, False),
+                                    ("adaptive_kl", not args.fixed_kl, True)):  # fmt: skip
             if value != default:  # only what differs: the registered configs of earlier runs still match
                 block[key] = value
     else:  # the stage cuts each prompt to train.max_length template tokens from the front, as PPO does

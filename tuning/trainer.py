@@ -78,6 +78,7 @@ def _training_args(config: TuneConfig, run_dir: Path, has_eval: bool) -> Any:
         warmup_steps=train.warmup_steps,
         weight_decay=train.weight_decay,
         label_smoothing_factor=train.label_smoothing,
+        include_num_input_tokens_seen="non_padding",  # the card's trained_tokens (a job's, in the API)
         logging_steps=train.logging_steps,
         eval_strategy=schedule if has_eval else "no",
         save_strategy=schedule,
@@ -193,6 +194,7 @@ class Run:
             "train_loss_last": losses[-1] if losses else None,
             "train_seconds": round(time.perf_counter() - started, 2),
             "steps": self.trainer.state.global_step,
+            "trained_tokens": int(self.trainer.state.num_input_tokens_seen),
             "resumed_from_step": int(checkpoint.name.split("-")[-1]) if checkpoint else None,
         }
         self.history = list(self.trainer.state.log_history)  # the curves: what happened while training

@@ -99,7 +99,7 @@ class JobService:
                                  rows=train["rows"], valid=valid_copy, seed=seed, output=output,
                                  max_steps=self.settings.fine_tune_max_steps)  # fmt: skip
             _write_tune_yaml(folder / TUNE_FILE, config)
-            self.db.add_job({
+            created = self.db.add_job({
                 "id": job_id, "created_at": _now(), "status": QUEUED, "model": request.model,
                 "training_file": train["id"], "validation_file": valid["id"] if valid else None,
                 "suffix": request.suffix, "seed": seed, "method": _json(method), "output": output,
@@ -110,9 +110,8 @@ class JobService:
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise
-        created = self.get(job_id)  # as created: read before the worker can pick it up
         self.runner.wake()
-        return created
+        return job_object(created)
 
     def _data_file(self, file_id: str, param: str, rows: RowFormat) -> dict[str, Any]:
         record = self.files.record(file_id, param=param, status=400)

@@ -248,7 +248,9 @@ class JobRunner:
         if worker.output in self.registry:
             done = [("info", f"New fine-tuned model created: {worker.output}"),
                     ("info", "The job has successfully completed.")]  # fmt: skip
-            self.db.finish(worker.job_id, SUCCEEDED, from_status=(RUNNING,), fine_tuned_model=worker.output, messages=done)
+            tokens = self.registry.card(worker.output).metrics.get("trained_tokens")
+            self.db.finish(worker.job_id, SUCCEEDED, from_status=(RUNNING,), fine_tuned_model=worker.output,
+                           messages=done, trained_tokens=tokens if isinstance(tokens, int) else None)  # fmt: skip
             return
         reason = stopped or _reason(worker.folder / LOG_FILE, code, died=died)
         self._clean(worker)

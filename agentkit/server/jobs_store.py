@@ -16,7 +16,7 @@ from typing import Any
 from agentkit.errors import AgentkitError
 from agentkit.sqlite_wal import BUSY_TIMEOUT_S, to_wal
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: jobs.trained_tokens
 # A job is in one of these; the last three are final.
 QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = "queued", "running", "succeeded", "failed", "cancelled"
 FINAL = (SUCCEEDED, FAILED, CANCELLED)
@@ -32,7 +32,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     output TEXT NOT NULL,           -- the registry id the job registers: fine_tuned_model once it succeeded
     folder TEXT NOT NULL,           -- tune.yaml, its data, the events file and the worker's log
     metadata TEXT, fine_tuned_model TEXT, error TEXT, started_at INTEGER, finished_at INTEGER,
-    worker_pid INTEGER, worker_token TEXT, events_offset INTEGER NOT NULL DEFAULT 0);
+    worker_pid INTEGER, worker_token TEXT, events_offset INTEGER NOT NULL DEFAULT 0,
+    trained_tokens INTEGER);       -- tokens the trainer read (all epochs, padding excluded), once it succeeded
 CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, job_id TEXT NOT NULL,
     created_at INTEGER NOT NULL, level TEXT NOT NULL, message TEXT NOT NULL, type TEXT NOT NULL, data TEXT);
@@ -62,7 +63,12 @@ class JobsDB:
                     fix="upgrade agentkit, or serve from another AGENTKIT_HOME.",
                 )
             # IF NOT EXISTS throughout: idempotent, so two servers opening one new file both succeed.
-            self._conn.executescript(f"{_SCHEMA}\nPRAGMA user_version = {SCHEMA_VERSION};")
+            self._conn.executescript(f"{_SCHEMA}")
+            with self._tx() as db:  # schema 1 -> 2, once, under the write lock (two servers may open it)
+                columns = {row["name"] for row in db.execute("PRAGMA table_info(jobs)")}
+                if "trained_tokens" not in columns:
+                    db.execute("ALTER TABLE jobs ADD COLUMN trained_tokens INTEGER")
+                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
@@ -111,12 +117,15 @@ class JobsDB:
             return db.execute("DELETE FROM files WHERE id = ?", (file_id,)).rowcount == 1
 
     # ---- jobs --------------------------------------------------------------------------------------
-    def add_job(self, row: dict[str, Any], messages: list[str]) -> None:
+    def add_job(self, row: dict[str, Any], messages: list[str]) -> dict[str, Any]:
+        """Insert a queued job; returns its row as inserted, read in the same transaction, before
+        the runner (which polls on its own too) can move it on."""
         with self._tx() as db:
             names = ", ".join(row)
             db.execute(f"INSERT INTO jobs ({names}) VALUES ({', '.join(':' + k for k in row)})", row)
             for message in messages:
                 self.add_event(row["id"], message)
+            return dict(db.execute("SELECT * FROM jobs WHERE id = ?", (row["id"],)).fetchone())
 
     def job(self, job_id: str) -> dict[str, Any] | None:
         with self._tx() as db:
@@ -148,15 +157,17 @@ class JobsDB:
             db.execute("UPDATE jobs SET worker_pid = ?, worker_token = ? WHERE id = ?", (pid, token, job_id))
 
     def finish(self, job_id: str, status: str, *, messages: list[tuple[str, str]], from_status: tuple[str, ...],
-               fine_tuned_model: str | None = None, error: dict[str, Any] | None = None) -> bool:  # fmt: skip
+               fine_tuned_model: str | None = None, error: dict[str, Any] | None = None,
+               trained_tokens: int | None = None) -> bool:  # fmt: skip
         """Move a job from one of `from_status` to the final `status`, with its closing events
         ((level, message) pairs); False (and nothing written) if it was in another status."""
         with self._tx() as db:
             marks = ", ".join("?" * len(from_status))
             done = db.execute(
-                f"UPDATE jobs SET status = ?, fine_tuned_model = ?, error = ?, finished_at = ? "
+                f"UPDATE jobs SET status = ?, fine_tuned_model = ?, error = ?, finished_at = ?, trained_tokens = ? "
                 f"WHERE id = ? AND status IN ({marks})",
-                (status, fine_tuned_model, json.dumps(error) if error else None, int(time.time()), job_id, *from_status),
+                (status, fine_tuned_model, json.dumps(error) if error else None, int(time.time()), trained_tokens,
+                 job_id, *from_status),
             ).rowcount == 1  # fmt: skip
             if done:
                 for level, message in messages:
@@ -210,7 +221,7 @@ def job_object(row: dict[str, Any]) -> dict[str, Any]:
         # The legacy top-level field: the three hyperparameters every method has.
         "hyperparameters": {k: hyper[k] for k in ("n_epochs", "batch_size", "learning_rate_multiplier")},
         "model": row["model"], "organization_id": "org-local", "result_files": [], "seed": row["seed"],
-        "status": row["status"], "trained_tokens": None, "training_file": row["training_file"],
+        "status": row["status"], "trained_tokens": row["trained_tokens"], "training_file": row["training_file"],
         "validation_file": row["validation_file"], "estimated_finish": None, "integrations": [],
         "metadata": json.loads(row["metadata"]) if row["metadata"] else None, "method": method,
         "user_provided_suffix": row["suffix"],

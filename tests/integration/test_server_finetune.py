@@ -91,6 +91,7 @@ def test_a_supervised_job_trains_reports_loss_and_chats_at_once(client: openai.O
     assert done.fine_tuned_model and done.fine_tuned_model.startswith(f"{BASE}-ft-qa-")
     card = registry.card(done.fine_tuned_model)
     assert (card.kind.value, card.base, card.method) == ("adapter", BASE, "lora")
+    assert done.trained_tokens == card.metrics["trained_tokens"] > 8 * 10  # 8 rows of more than 10 tokens each
 
     events = list(client.fine_tuning.jobs.list_events(job.id, limit=100))
     losses = [e.data["train_loss"] for e in events if e.type == "metrics" and "train_loss" in (e.data or {})]

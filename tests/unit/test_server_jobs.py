@@ -473,3 +473,31 @@ def test_trainer_logs_become_openai_metrics_events() -> None:
     assert event is not None and event["message"] == "Step 3/8: training loss=2.0000" and "type" not in event["data"]
     assert _event(json.dumps(evaluated).encode())["message"] == "Step 8/8: validation loss=1.2500"
     assert _event(b"not json") is None and _event(b'{"type": "other"}') is None
+
+
+def test_a_jobs_database_of_schema_1_gains_trained_tokens_and_keeps_its_rows(tmp_path: Path) -> None:
+    import sqlite3
+
+    from agentkit.server.jobs_store import SCHEMA_VERSION, JobsDB, job_object
+
+    path = tmp_path / "jobs.sqlite"
+    with sqlite3.connect(path) as old:  # the jobs table as schema 1 wrote it, one finished job in it
+        old.executescript("""
+            CREATE TABLE jobs (id TEXT PRIMARY KEY, created_at INTEGER NOT NULL, status TEXT NOT NULL,
+                model TEXT NOT NULL, training_file TEXT NOT NULL, validation_file TEXT, suffix TEXT,
+                seed INTEGER NOT NULL, method TEXT NOT NULL, output TEXT NOT NULL, folder TEXT NOT NULL,
+                metadata TEXT, fine_tuned_model TEXT, error TEXT, started_at INTEGER, finished_at INTEGER,
+                worker_pid INTEGER, worker_token TEXT, events_offset INTEGER NOT NULL DEFAULT 0);
+            PRAGMA user_version = 1;""")
+        method = {"type": "supervised", "supervised": {"hyperparameters": {
+            "n_epochs": 1, "batch_size": 2, "learning_rate_multiplier": 1}}}  # fmt: skip
+        old.execute("INSERT INTO jobs (id, created_at, status, model, training_file, seed, method, output, folder) "
+                    "VALUES ('ftjob-1', 1, 'succeeded', 'm', 'file-1', 0, ?, 'out', 'f')", (json.dumps(method),))  # fmt: skip
+    for _ in range(2):  # a second open (a second server) finds it done
+        db = JobsDB(path)
+        db.close()
+    with sqlite3.connect(path) as new:
+        new.row_factory = sqlite3.Row
+        assert new.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+        row = dict(new.execute("SELECT * FROM jobs").fetchone())
+    assert job_object(row)["trained_tokens"] is None and job_object(row)["status"] == "succeeded"
