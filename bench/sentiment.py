@@ -188,7 +188,7 @@ def run_method(method: str, train_file: Path, dev: list[tuple[str, str]], args: 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "sst2")
-    parser.add_argument("--rows", type=int, default=None, help="train rows (default: the example's max_rows)")
+    parser.add_argument("--rows", type=int, default=None, help="train rows (default: the example's max_rows; none: all)")
     parser.add_argument("--epochs", type=float, default=None, help="default: the example's epochs")
     parser.add_argument("--full-lr", type=float, default=1e-4, help="full fine-tuning lr (1e-4 beat 5e-5 here)")
     parser.add_argument("--methods", default="lora,full", help="comma-separated: lora, full, textbook, "
@@ -227,7 +227,7 @@ def main() -> int:
         _, dropped = decontaminated_train(train_path, full_sentences, train_file)
     registry = Registry(args.home)
     registry.ensure("minilm-l6")
-    print(f"SST-2: {len(dev)} dev rows, {len(full_sentences)} full sentences; train {args.rows} rows of "
+    print(f"SST-2: {len(dev)} dev rows, {len(full_sentences)} full sentences; train {args.rows or 'all'} rows of "
           f"{train_file.name} ({dropped} overlapping rows dropped), {args.epochs} epochs; "
           f"torch threads {torch.get_num_threads()}, load average {os.getloadavg()[0]:.1f}", flush=True)  # fmt: skip
 
