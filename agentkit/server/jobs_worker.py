@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 # Trainer bookkeeping in the logs: timings and counters, not metrics of the model.
-_BOOKKEEPING = ("runtime", "samples_per_second", "steps_per_second", "total_flos")
+_BOOKKEEPING = ("runtime", "samples_per_second", "steps_per_second", "tokens_per_second", "total_flos",
+                "num_input_tokens_seen")  # fmt: skip
 
 
 def metrics_line(logs: dict[str, Any], step: int, total_steps: int) -> dict[str, Any] | None:

@@ -460,7 +460,8 @@ def test_trainer_logs_become_openai_metrics_events() -> None:
     from agentkit.server.jobs_runner import _event
     from agentkit.server.jobs_worker import metrics_line
 
-    step = metrics_line({"loss": 2.0, "grad_norm": 1.5, "learning_rate": 2e-4, "epoch": 0.5}, 3, 8)
+    step = metrics_line({"loss": 2.0, "grad_norm": 1.5, "learning_rate": 2e-4, "epoch": 0.5,
+                         "num_input_tokens_seen": 4096}, 3, 8)  # fmt: skip
     assert step == {"type": "metrics", "step": 3, "total_steps": 8, "train_loss": 2.0, "grad_norm": 1.5,
                     "learning_rate": 2e-4, "epoch": 0.5}  # fmt: skip
     evaluated = metrics_line({"eval_loss": 1.25, "eval_runtime": 0.3, "eval_samples_per_second": 9.0,
