@@ -27,7 +27,7 @@ SFT samples). A stage whose registered config differs from the requested one is 
 
 Run:  OMP_NUM_THREADS=2 .venv/bin/python bench/ppo_eval.py --fresh [--seeds 0 1 2] [--ppo-steps 30] [--lr 1e-3]
       [--method ppo|grpo|rloo] [--samples-per-prompt 4 --baseline leave_one_out] [--value-init reward_head]
-      [--reward-norm]
+      [--reward-norm] [--value-trunk detached] [--lam 1] [--fixed-kl]
 
 Results (2 CPU cores, nothing else running; hh_rlhf harmless, 250 training pairs, 150 held-out
 pairs, 32 held-out prompts x 2 samples, 30 PPO steps x 8 rollouts = 240, 24 new tokens, LoRA r=8,
@@ -92,6 +92,27 @@ reward_head and reward_norm, always on, plus k=4 and leave-one-out as above:
   grpo: gain +0.033 +- 0.027 (1.2 s.e.), ahead on 21/32; KL 1.66 (bf16 before: +0.065, 2.6 s.e.).
   rloo: gain +0.061 +- 0.028 (2.2 s.e.), ahead on 20/32; KL 1.23 (bf16 before: +0.039, 1.4 s.e.).
   With one seed and s.e. ~0.027, a method's gain moves by about 1 s.e. between equivalent runs.
+Issue 16 section 2, third session (2026-12-05, same seed, split, reward model and SFT samples; one
+core each, two runs side by side). All with value_init reward_head, reward_norm, k=4, leave-one-out,
+beta 0.2 at the start:
+  f: adaptive towards 2, horizon 20: gain +0.005 +- 0.030 (0.2 s.e.), 17/32; KL 2.23. c's settings with
+     a lower target: nothing gained, so c's +0.132 was partly a lucky trajectory.
+  g: f with --lam 1 (the critic only a baseline): +0.020 +- 0.029 (0.7 s.e.), 18/32; KL 4.27.
+  The value loss reaches the policy's LoRA through the shared trunk (vf_coef 0.1, a value loss of
+  7-13 in the first batch) and one gradient norm is clipped for both, so the critic's error moves
+  and shrinks the policy's step. --value-trunk detached (ppo.value_trunk) keeps it off the trunk and
+  clips the two apart:
+  h: f detached: +0.050 +- 0.024 (2.1 s.e.), 22/32; KL 4.82.
+  i: c detached (towards 3): +0.009 +- 0.029 (0.3 s.e.), 13/32; KL 3.78.
+  j: f detached at --lr 5e-4: +0.141 +- 0.033 (4.3 s.e.), 25/32; KL 4.22; the training score climbs
+     (first quarter +0.266, last +0.380), the first run where it does. beta fell to 0.05 while KL
+     was still under the target (steps 1-16), then KL jumped to 3-8.
+  j with beta fixed, so it cannot fall (--fixed-kl):
+  l: beta 0.2: -0.010 +- 0.031 (-0.3 s.e.), 16/32; KL 1.67 (training KL at most 1.9).
+  m: beta 0.15: +0.017 +- 0.028 (0.6 s.e.), 13/32; KL 0.97.
+  So in 240 rollouts the policy either stays within ~2 nats of the SFT model and gains nothing
+  measurable, or gains up to +0.14 (4.3 s.e., j) at about 4 nats: the target, 2 s.e. at KL <= 3,
+  was not met by any PPO run (a, d, e, f, l, m are the ones at KL <= 3; the best is d, 1.3 s.e.).
 Sanity check of the optimiser alone (bench/ppo_sanity.py): with the score replaced by minus the
 response length, 12 steps at lr 1e-3 took the mean length from 23.5 to 7.6 tokens.
 """
@@ -208,6 +229,9 @@ def main() -> int:
                         help="ppo.baseline: the per-prompt baseline subtracted from the scores")
     parser.add_argument("--value-init", choices=["zero", "reward_head"], default="zero", help="ppo.value_init")
     parser.add_argument("--reward-norm", action="store_true", help="ppo.reward_norm: running mean / std of scores")
+    parser.add_argument("--gamma", type=float, default=1.0, help="ppo.gamma: discount over response tokens")
+    parser.add_argument("--lam", type=float, default=0.95, help="ppo.lam: GAE lambda (1: the critic is only a baseline)")
+    parser.add_argument("--value-trunk", choices=["shared", "detached"], default="shared", help="ppo.value_trunk")
     parser.add_argument("--group-beta", type=float, default=0.04, help="grpo / rloo: beta (fixed KL coefficient)")
     parser.add_argument("--lr", type=float, default=1e-3, help="PPO learning rate (LoRA and value head)")
     parser.add_argument("--kl-coef", type=float, default=0.05, help="initial beta")
@@ -304,7 +328,8 @@ def run_seed(args: argparse.Namespace, seed: int, home_dir: Path, json_out: Path
                  "kl_horizon": args.kl_horizon, "lora": {"r": 8, "alpha": 16}}  # fmt: skip
         for key, value, default in (("samples_per_prompt", args.samples_per_prompt, 1), ("baseline", args.baseline, "none"),
                                     ("value_init", args.value_init, "zero"), ("reward_norm", args.reward_norm, False),
-                                    ("adaptive_kl", not args.fixed_kl, True)):  # fmt: skip
+                                    ("adaptive_kl", not args.fixed_kl, True), ("gamma", args.gamma, 1.0),
+                                    ("lam", args.lam, 0.95), ("value_trunk", args.value_trunk, "shared")):  # fmt: skip
             if value != default:  # only what differs: the registered configs of earlier runs still match
                 block[key] = value
     else:  # the stage cuts each prompt to train.max_length template tokens from the front, as PPO does

@@ -1,5 +1,6 @@
 """PPO's arithmetic on small tensors, checked against values worked out by hand: GAE, the clipped
-policy and value losses, InstructGPT's per-token reward, whitening and the adaptive KL controller."""
+policy and value losses, InstructGPT's per-token reward, whitening and the adaptive KL controller;
+and which weights the value loss reaches (ppo.value_trunk)."""
 
 from __future__ import annotations
 
@@ -106,3 +107,27 @@ def test_response_mask_keeps_tokens_up_to_and_including_the_first_eos() -> None:
     response = torch.tensor([[5, 2, 7, 2], [5, 6, 7, 8], [9, 9, 3, 2]])
     mask = response_mask(response, eos_ids=[2, 3])  # two end-of-turn ids: whichever comes first ends it
     assert mask.tolist() == [[1, 1, 0, 0], [1, 1, 1, 1], [1, 1, 1, 0]]
+
+
+def test_detached_value_trunk_keeps_the_value_loss_off_the_policy_tiny_random_llama() -> None:
+    # The logic under test is where the value loss's gradient goes, not the model: a tiny random Llama.
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from agentkit.tuning.ppo.rollout import forward_response, new_value_head
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=32, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                         num_attention_heads=2, num_key_value_heads=2)  # fmt: skip
+    lm = LlamaForCausalLM(config)
+    head = new_value_head(16)
+    torch.nn.init.normal_(head.weight)
+    query, response = torch.randint(0, 32, (2, 3)), torch.randint(0, 32, (2, 4))
+    for detach, trunk_moves in ((False, True), (True, False)):
+        lm.zero_grad(set_to_none=True)
+        head.zero_grad(set_to_none=True)
+        _, values, _ = forward_response(lm, head, query, torch.ones_like(query), response,
+                                        torch.ones(2, 4), detach_values=detach)  # fmt: skip
+        values.pow(2).sum().backward()
+        trunk_grads = [p.grad for p in lm.model.parameters() if p.grad is not None and p.grad.abs().sum() > 0]
+        assert bool(trunk_grads) is trunk_moves
+        assert head.weight.grad is not None and head.weight.grad.abs().sum() > 0

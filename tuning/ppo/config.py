@@ -75,6 +75,13 @@ class PPOMethodConfig(BaseModel):
         "batch's mean score, or the reward model's score head copied (InstructGPT starts the critic from the "
         "reward model; here on the policy's trunk, so exact only where the reward model kept the base's layers)",
     )  # fmt: skip
+    value_trunk: Literal["shared", "detached"] = Field(
+        default="shared",
+        description="shared: the value loss trains the policy's LoRA too (one trunk, as TRL's old PPO); detached: "
+        "the value head reads the trunk's states without a gradient, so only the policy loss moves the policy, "
+        "and the two gradient norms are clipped apart (a separate critic in effect, as InstructGPT's, at no "
+        "extra forward pass)",
+    )  # fmt: skip
     save_steps: int = Field(
         default=10, ge=0,
         description="write a resumable checkpoint (LoRA, value head, optimizer, step, KL controller, RNG) into "

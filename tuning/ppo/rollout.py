@@ -72,8 +72,9 @@ def response_mask(response: Any, eos_ids: list[int]) -> Any:
 
 
 def forward_response(lm: Any, value_head: Any, query: Any, query_mask: Any, response: Any, mask: Any,
-                     *, with_values: bool = True) -> tuple[Any, Any, Any]:  # fmt: skip
+                     *, with_values: bool = True, detach_values: bool = False) -> tuple[Any, Any, Any]:  # fmt: skip
     """Logits (B, R, V) for each response token and values (B, R) of the state before it.
+    detach_values: the value head's loss does not reach the trunk (ppo.value_trunk: detached).
 
     One pass over prompt + response; the logits at position P - 1 + t predict response token t.
     Position ids follow the attention mask, as generate() numbered them when sampling (left
@@ -88,7 +89,7 @@ def forward_response(lm: Any, value_head: Any, query: Any, query_mask: Any, resp
     p, r = query.shape[1], response.shape[1]
     hidden = hidden[:, p - 1 : p - 1 + r]  # (B, R, H): states before each response token
     logits = lm.get_output_embeddings()(hidden)
-    values = value_head(hidden).squeeze(-1) if with_values else None
+    values = value_head(hidden.detach() if detach_values else hidden).squeeze(-1) if with_values else None
     return logits, values, hidden
 
 

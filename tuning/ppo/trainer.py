@@ -162,14 +162,19 @@ class PPOTrainer:
         n = rollout.response.shape[0]
         size = ppo.mini_batch_size or n
         stats: dict[str, list[float]] = {}
-        params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        # One trunk: one gradient norm clipped. Detached, policy and critic are two networks and each is
+        # clipped alone, so a large value loss (the first batches) cannot shrink the policy's step.
+        groups = [g["params"] for g in self.optimizer.param_groups]
+        if ppo.value_trunk == "shared":
+            groups = [[p for g in groups for p in g]]
         for _ in range(ppo.ppo_epochs):
             order = torch.randperm(n)
             for start in range(0, n, size):
                 idx = order[start : start + size]
                 mask = rollout.mask[idx]
                 logits, values, _ = forward_response(lm, self.value_head, rollout.query[idx], rollout.query_mask[idx],
-                                                     rollout.response[idx], mask)  # fmt: skip
+                                                     rollout.response[idx], mask,
+                                                     detach_values=ppo.value_trunk == "detached")  # fmt: skip
                 logits = logits / ppo.sampling.temperature
                 if rollout.value_shift is not None:
                     values = (values - rollout.value_shift[idx, None]) / rollout.value_scale
@@ -179,7 +184,8 @@ class PPOTrainer:
                 loss = pg_loss + ppo.vf_coef * vf_loss
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                torch.nn.utils.clip_grad_norm_(params, 1.0)
+                for group in groups:
+                    torch.nn.utils.clip_grad_norm_(group, 1.0)
                 self.optimizer.step()
                 with torch.no_grad():
                     approx_kl = 0.5 * masked_mean((logprobs - rollout.logprobs[idx]) ** 2, mask)
@@ -318,7 +324,8 @@ class PPOTrainer:
         return register_rl_result(
             self.registry, self.config, self.start, self.peft_model, self.tokenizer, self.ppo.reward_model,
             self.prompts, self.metrics, self.log, CURVES,
-            {"value_head": f"linear on the policy's last hidden state (shared trunk; init {self.ppo.value_init}), not saved",
+            {"value_head": f"linear on the policy's last hidden state ({self.ppo.value_trunk} trunk; "
+                           f"init {self.ppo.value_init}), not saved",
              "reference": "the policy with its RL LoRA disabled (the SFT model)"},
         )  # fmt: skip
 
