@@ -58,7 +58,7 @@ class _Call:
 # Per-call options accepted by invoke/stream/bind; anything else is a typo worth reporting.
 _CALL_OPTIONS = {
     "tools", "tool_choice", "response_format", "adapter", "model",
-    "temperature", "top_p", "repetition_penalty", "max_new_tokens", "max_tokens", "seed", "timeout",
+    "temperature", "top_p", "repetition_penalty", "max_new_tokens", "max_tokens", "seed", "timeout", "cancel",
 }  # fmt: skip
 
 
@@ -161,6 +161,7 @@ class LocalChatModel(BaseChatModel):
             stop=list(stop if stop is not None else (self.stop or [])),
             timeout=kwargs.get("timeout", self.timeout),
             threads=self.n_threads,
+            cancel=kwargs.get("cancel"),
         )
         tools = kwargs.get("tools") or None
         choice = normalise_tool_choice(kwargs.get("tool_choice"), tools)

@@ -235,7 +235,7 @@ class LlamaCppModel:
         leaves): the callback's True return is how llama.cpp is told to stop. Otherwise in one
         piece, which spares a JSON chunk and a Python call per token."""
         server, lora = served
-        if on_text is None and deadline is None and cancel is None:
+        if on_text is None and deadline is None and cancel is None and params.cancel is None:
             whole = self._once(server, prompt_ids, {**self._body(params, grammar), **lora})
             choice = whole["choices"][0]
             usage = whole.get("usage") or {}
@@ -260,7 +260,8 @@ class LlamaCppModel:
                 reply.finish = choice.get("finish_reason") or reply.finish
             reply.usage = chunk.get("usage") or reply.usage
             late = deadline is not None and time.monotonic() > deadline
-            if late or (cancel is not None and cancel.is_set()):
+            left = any(event is not None and event.is_set() for event in (cancel, params.cancel))
+            if late or left:
                 stopped_early = reply.finish is None
                 return True
             return False
@@ -275,6 +276,8 @@ class LlamaCppModel:
         n_out = reply.usage.get("completion_tokens") or len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
         timed_out = stopped_early and deadline is not None and time.monotonic() > deadline
         finish = "timeout" if timed_out else reply.finish
+        if stopped_early and not timed_out and params.cancel is not None and params.cancel.is_set():
+            finish = "cancelled"
         cached = int((reply.usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0)
         return GenerationOutput(text, len(prompt_ids), int(n_out), finish or "stop", cached_tokens=cached)
 

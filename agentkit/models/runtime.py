@@ -34,6 +34,9 @@ class GenerationParams:
     stop: list[str] = field(default_factory=list)
     timeout: float | None = None
     threads: int | None = None  # CPU threads; None = threads.DEFAULT_THREADS (measured there)
+    # Set from another thread to stop at the next token (finish_reason "cancelled"): the server sets it
+    # when the client of a whole (not streamed) reply disconnects.
+    cancel: threading.Event | None = None
 
     def __post_init__(self) -> None:
         if self.max_new_tokens <= 0:
@@ -56,7 +59,7 @@ class GenerationOutput:
     text: str
     input_tokens: int
     output_tokens: int
-    finish_reason: str  # "stop" (EOS or a stop sequence) | "length" | "timeout"
+    finish_reason: str  # "stop" (EOS or a stop sequence) | "length" | "timeout" | "cancelled"
     cached_tokens: int = 0  # prompt tokens whose KV was reused from an earlier call (llama.cpp)
 
 
@@ -266,6 +269,8 @@ class LoadedModel:
         text, stopped = cut_at_stop(text, params.stop)
         if stopped or hit_eos:
             reason = "stop"
+        elif params.cancel is not None and params.cancel.is_set() and n_out < params.max_new_tokens:
+            reason = "cancelled"
         elif params.timeout is not None and seconds >= params.timeout and n_out < params.max_new_tokens:
             reason = "timeout"
         else:
@@ -282,7 +287,8 @@ class LoadedModel:
     ) -> GenerationOutput:
         import torch
 
-        kwargs = self._generate_kwargs(prompt_ids, params, grammar)
+        cancelled = None if params.cancel is None else _stop_when(params.cancel)
+        kwargs = self._generate_kwargs(prompt_ids, params, grammar, extra_stop=cancelled)
         started = time.perf_counter()
         with self.lock, self._using(adapter) as module, torch.inference_mode(), torch_threads(params.threads):
             if params.seed is not None:
@@ -306,16 +312,10 @@ class LoadedModel:
         Text that could be the start of a stop sequence is held back until it cannot be.
         """
         import torch
-        from transformers import StoppingCriteria
 
-        cancel = threading.Event()
-
-        class _Cancelled(StoppingCriteria):
-            def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
-                return torch.full((input_ids.shape[0],), cancel.is_set(), dtype=torch.bool)
-
+        cancel = threading.Event()  # set by a stop sequence or a consumer that leaves
         streamer = _TokenQueue()
-        kwargs = self._generate_kwargs(prompt_ids, params, grammar, extra_stop=_Cancelled())
+        kwargs = self._generate_kwargs(prompt_ids, params, grammar, extra_stop=_stop_when(cancel, params.cancel))
         errors: list[BaseException] = []
 
         def run() -> None:
@@ -368,3 +368,17 @@ class LoadedModel:
             yield final
         finally:
             cancel.set()
+
+
+def _stop_when(*events: threading.Event | None) -> Any:
+    """A transformers StoppingCriteria that ends generation once any of `events` is set."""
+    import torch
+    from transformers import StoppingCriteria
+
+    watched = [e for e in events if e is not None]
+
+    class _Cancelled(StoppingCriteria):
+        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+            return torch.full((input_ids.shape[0],), any(e.is_set() for e in watched), dtype=torch.bool)
+
+    return _Cancelled()

@@ -106,7 +106,7 @@ def create_app(settings: ServeSettings | None = None, *, chat_model: ChatModelFa
     async def chat_completions(request: Request) -> dict[str, Any] | StreamingResponse:
         body = schemas.parse(schemas.ChatCompletionRequest, await read_json(request))
         if not body.stream:
-            return await chat.complete(body)
+            return await chat.complete(body, lambda: client_gone(request))
         events = await chat.stream(body)
         return StreamingResponse(events, media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})  # fmt: skip
@@ -170,6 +170,14 @@ def _too_large(size: int, limit: int) -> ApiError:
     return ApiError(413, f"The request body ({size} bytes or more) is above this server's limit of {limit} bytes. "
                     "Fix: send less, or start `agentkit serve` with a larger max_body_bytes.",
                     code="request_too_large")  # fmt: skip
+
+
+async def client_gone(request: Request) -> None:
+    """Returns when the client disconnects. `Request.is_disconnected()` cannot see that through an
+    `@app.middleware("http")` (Starlette's BaseHTTPMiddleware; encode/starlette discussion 2094): the
+    ASGI messages after the body can, and the only one left to come is `http.disconnect`."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 def _install_error_handlers(app: FastAPI) -> None:

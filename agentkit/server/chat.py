@@ -14,7 +14,7 @@ import asyncio
 import json
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -142,16 +142,31 @@ class ChatService:
         return future
 
     # ---- the reply, whole ----------------------------------------------------------------------
-    async def complete(self, request: schemas.ChatCompletionRequest) -> dict[str, Any]:
+    async def complete(self, request: schemas.ChatCompletionRequest,
+                       client_gone: Callable[[], Awaitable[Any]] | None = None) -> dict[str, Any]:  # fmt: skip
+        """The reply in one body. `client_gone()` returns when the client disconnects (see
+        app.client_gone); if that comes first, the engine stops at its next token, so a reply nobody
+        will read neither holds a slot nor keeps the engine busy."""
         call = await self.prepare(request)
-        future = self._submit(self.make_model(call.target, call.params).invoke, call.messages, **call.options)
+        cancel = threading.Event()
+        future = self._submit(self.make_model(call.target, call.params).invoke, call.messages, **call.options,
+                              cancel=cancel)  # fmt: skip
+        reply = asyncio.wrap_future(future)
+        gone = asyncio.ensure_future(client_gone()) if client_gone is not None else None
         try:
-            message = await asyncio.wrap_future(future)
+            if gone is not None:
+                await asyncio.wait({reply, gone}, return_when=asyncio.FIRST_COMPLETED)
+                if not reply.done():
+                    cancel.set()  # the reply still comes back, cut short, and the server drops it
+            message = await reply
         except Exception as exc:  # noqa: BLE001 - every failure becomes an OpenAI-shaped reply
             raise from_exception(exc, failed="The engine") from None
+        finally:
+            if gone is not None:
+                gone.cancel()
         if not isinstance(message, AIMessage):
             raise ApiError(500, f"The chat model returned {type(message).__name__}, not an AIMessage.", type="server_error")
-        self.served += 1
+        self.served += int(not cancel.is_set())
         return chat_format.completion(message, model=request.model, id=chat_format.completion_id(),
                                       created=int(time.time()))  # fmt: skip
 

@@ -22,7 +22,7 @@ from agentkit.server.errors import bad_request
 
 # What the engines report (runtime.GenerationOutput.finish_reason) -> what OpenAI clients know.
 # A timeout (ServeSettings.generation_timeout_s) cut the reply short, as a budget does.
-_FINISH = {"stop": "stop", "length": "length", "timeout": "length"}
+_FINISH = {"stop": "stop", "length": "length", "timeout": "length", "cancelled": "length"}
 
 
 def completion_id() -> str:

@@ -113,3 +113,23 @@ def test_auto_tool_choice_calls_then_answers_instead_of_looping() -> None:
         streamed = chunk if streamed is None else streamed + chunk
     assert not streamed.tool_calls and streamed.content == second.content
     assert not LocalChatModel(max_new_tokens=24).bind_tools([get_weather]).invoke("Hello!").tool_calls
+
+
+@pytest.mark.parametrize("engine", ["transformers", "llamacpp"])
+def test_cancel_from_another_thread_stops_a_whole_reply(engine: str) -> None:
+    import time
+
+    llm = LocalChatModel(engine=engine, max_new_tokens=512)
+    llm.invoke("Hi", max_new_tokens=2)  # load first: the cancel is for generation
+    cancel = threading.Event()
+    timer = threading.Timer(0.3, cancel.set)
+    timer.start()
+    started = time.perf_counter()
+    reply = llm.invoke("Write a very long story about a dragon.", cancel=cancel)
+    seconds = time.perf_counter() - started
+    timer.cancel()
+    assert reply.response_metadata["finish_reason"] == "cancelled", reply.response_metadata
+    assert 0 < reply.usage_metadata["output_tokens"] < 512 and seconds < 5
+    # An event that is never set changes nothing.
+    assert llm.invoke("Name a color.", max_new_tokens=8, cancel=threading.Event()).content == \
+        llm.invoke("Name a color.", max_new_tokens=8).content

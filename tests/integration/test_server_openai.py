@@ -96,6 +96,25 @@ def test_sync_reply_is_the_in_process_reply_with_usage(client: openai.OpenAI) ->
     assert reply.usage.total_tokens == reply.usage.prompt_tokens + reply.usage.completion_tokens
 
 
+def test_a_client_that_leaves_before_a_whole_reply_stops_its_generation(server: Any) -> None:
+    # A long story with a client that gives up after 0.5 s. The reply is counted as served only when
+    # it was not cancelled, so an unchanged count means uvicorn's disconnect reached the engine's
+    # cancel (the engines' own stop is tested in test_local_chat.py), and the slot is free at once.
+    import time
+
+    chat = server.app.state.chat
+    served, in_flight = chat.served, chat.gate.in_flight
+    body = {"model": BASE, "messages": [{"role": "user", "content": "Write a very long story about a dragon."}],
+            "max_tokens": 256}  # fmt: skip
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(f"{server.base_url}/chat/completions", json=body, headers={"Authorization": f"Bearer {KEY}"},
+                   timeout=httpx.Timeout(10, read=0.5))  # fmt: skip
+    deadline = time.monotonic() + 10
+    while chat.gate.in_flight > in_flight and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert chat.gate.in_flight == in_flight and chat.served == served
+
+
 def test_async_client_gets_the_same_replies(server: Any, client: openai.OpenAI) -> None:
     async def both() -> list[Any]:
         async with openai.AsyncOpenAI(base_url=server.base_url, api_key=KEY, max_retries=0) as aclient:

@@ -49,6 +49,8 @@ class EchoModel(BaseChatModel):
         if last == "wait":
             RELEASE.wait(10)
         metadata = {"finish_reason": "length" if self.params["max_tokens"] < 3 else "stop"}
+        if last == "until cancelled":  # an engine that generates until the server cancels it
+            metadata["finish_reason"] = "cancelled" if kwargs["cancel"].wait(10) else "length"
         if kwargs.get("tools") and kwargs.get("tool_choice") not in (None, "auto", "none"):
             call = {"name": kwargs["tools"][0]["function"]["name"], "args": {"q": last}, "id": "call_1"}
             return AIMessage(content="", tool_calls=[call], usage_metadata=USAGE, response_metadata=metadata)
@@ -329,6 +331,37 @@ def test_past_max_concurrent_generations_429_and_the_slot_frees_when_done(home: 
     worker.join(10)
     assert first[0].status_code == 200 and gate.in_flight == 0
     assert served.chat(messages=hi()).status_code == 200
+
+
+def test_a_whole_reply_whose_client_left_is_cancelled_and_frees_its_slot_fake_model(home: Path) -> None:
+    # The fake generates until its `cancel` event is set; the client leaves after 0.3 s. What is
+    # under test is the server's bookkeeping, not the model (tests/integration: a real client leaves).
+    import asyncio
+
+    from agentkit.server import schemas
+
+    served = Served(home, max_concurrent_generations=1)
+    chat = served.app.state.chat
+
+    async def leaves() -> None:
+        await asyncio.sleep(0.3)
+
+    body = schemas.parse(schemas.ChatCompletionRequest, {"model": "tiny-chat", "messages": hi("until cancelled")})
+    started = time.monotonic()
+    reply = asyncio.run(chat.complete(body, leaves))
+    assert reply["choices"][0]["finish_reason"] == "length"  # cut short ("cancelled"), as a budget cuts
+    assert served.seen[-1][1]["cancel"].is_set() and time.monotonic() - started < 5
+    assert chat.gate.in_flight == 0 and chat.served == 0
+
+    async def stays() -> None:
+        await asyncio.Event().wait()
+
+    # A client that stays is never cancelled, and its reply is counted.
+    RELEASE.set()
+    body = schemas.parse(schemas.ChatCompletionRequest, {"model": "tiny-chat", "messages": hi("wait")})
+    reply = asyncio.run(chat.complete(body, stays))
+    assert reply["choices"][0]["message"]["content"] == "echo: wait" and chat.served == 1
+    assert not served.seen[-1][1]["cancel"].is_set()
 
 
 def test_a_client_that_asks_again_on_done_finds_its_slot_free(home: Path) -> None:
