@@ -110,9 +110,11 @@ beta 0.2 at the start:
   j with beta fixed, so it cannot fall (--fixed-kl):
   l: beta 0.2: -0.010 +- 0.031 (-0.3 s.e.), 16/32; KL 1.67 (training KL at most 1.9).
   m: beta 0.15: +0.017 +- 0.028 (0.6 s.e.), 13/32; KL 0.97.
-  So in 240 rollouts the policy either stays within ~2 nats of the SFT model and gains nothing
-  measurable, or gains up to +0.14 (4.3 s.e., j) at about 4 nats: the target, 2 s.e. at KL <= 3,
-  was not met by any PPO run (a, d, e, f, l, m are the ones at KL <= 3; the best is d, 1.3 s.e.).
+  n: beta 0.1: +0.162 +- 0.047 (3.4 s.e.), 24/32; KL 6.13.
+  o: beta 0.07: +0.012 +- 0.026 (0.5 s.e.), 16/32; KL 2.73 (less KL than n at a lower beta: noise).
+  So in 240 rollouts the policy either stays within ~3 nats of the SFT model and gains nothing
+  measurable, or gains +0.14-0.16 (3.4-4.3 s.e., j and n) at 4-6 nats: the target, 2 s.e. at KL <= 3,
+  was not met by any PPO run (a, d, e, f, l, m, o are the ones at KL <= 3; the best is d, 1.3 s.e.).
 Sanity check of the optimiser alone (bench/ppo_sanity.py): with the score replaced by minus the
 response length, 12 steps at lr 1e-3 took the mean length from 23.5 to 7.6 tokens.
 """
