@@ -86,14 +86,16 @@ def decontaminated_train(train: Path, dev_sentences: list[str], target: Path) ->
     return len(kept) - 1, dropped
 
 
-def accuracy(classifier: Any, rows: list[tuple[str, str]]) -> tuple[float, float]:
-    """(accuracy, seconds) of `classifier.batch` on `rows`."""
+def correct(classifier: Any, rows: list[tuple[str, str]]) -> tuple[list[bool], float]:
+    """Whether `classifier.batch` labels each of `rows` right, and the seconds it took."""
     started = time.perf_counter()
     predictions = classifier.batch([text for text, _ in rows])
     seconds = time.perf_counter() - started
-    return sum(p["label"] == label for p, (_, label) in zip(predictions, rows, strict=True)) / len(
-        rows
-    ), seconds
+    return [p["label"] == label for p, (_, label) in zip(predictions, rows, strict=True)], seconds
+
+
+def share(hits: list[bool]) -> float:
+    return sum(hits) / len(hits)
 
 
 def method_config(method: str, train_file: Path, args: argparse.Namespace) -> Any:
@@ -155,13 +157,11 @@ def run_method(method: str, train_file: Path, dev: list[tuple[str, str]], args: 
     card = run.register()
     minutes = (time.perf_counter() - started) / 60
     classifier = LocalClassifier.from_entry(card.id, home=str(registry.root), batch_size=64)
-    full_rows = [r for r in dev if is_full_sentence(r[0])]
-    acc_all, seconds_all = accuracy(classifier, dev)
-    # One pass over the full sentences; the halves are read off the same predictions.
-    predictions = classifier.batch([text for text, _ in full_rows])
-    hits = [(half_of(text), p["label"] == label) for p, (text, label) in zip(predictions, full_rows, strict=True)]
-    acc_full = sum(hit for _, hit in hits) / len(hits)
-    halves = {h: sum(hit for half, hit in hits if half == h) / sum(half == h for half, _ in hits) for h in "AB"}
+    # One pass over every dev row; the full sentences and their halves are read off the same predictions.
+    hits, seconds_all = correct(classifier, dev)
+    full = [(half_of(text), hit) for (text, _), hit in zip(dev, hits, strict=True) if is_full_sentence(text)]
+    acc_all, acc_full = share(hits), share([hit for _, hit in full])
+    halves = {h: share([hit for half, hit in full if half == h]) for h in "AB"}
     result = {
         "method": method,
         "config": config.to_yaml_dict(),
@@ -178,7 +178,7 @@ def run_method(method: str, train_file: Path, dev: list[tuple[str, str]], args: 
         "acc_full_half_a": halves["A"],
         "acc_full_half_b": halves["B"],
         "dev_rows": len(dev),
-        "full_sentence_rows": len(full_rows),
+        "full_sentence_rows": len(full),
         "predict_texts_per_s": len(dev) / seconds_all,
         "trainer_metrics": metrics,
     }

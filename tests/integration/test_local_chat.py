@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 from langchain_core.messages import HumanMessage
@@ -117,8 +118,6 @@ def test_auto_tool_choice_calls_then_answers_instead_of_looping() -> None:
 
 @pytest.mark.parametrize("engine", ["transformers", "llamacpp"])
 def test_cancel_from_another_thread_stops_a_whole_reply(engine: str) -> None:
-    import time
-
     llm = LocalChatModel(engine=engine, max_new_tokens=512)
     llm.invoke("Hi", max_new_tokens=2)  # load first: the cancel is for generation
     cancel = threading.Event()

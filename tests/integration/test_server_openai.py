@@ -12,6 +12,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -100,8 +101,6 @@ def test_a_client_that_leaves_before_a_whole_reply_stops_its_generation(server: 
     # A long story with a client that gives up after 0.5 s. The reply is counted as served only when
     # it was not cancelled, so an unchanged count means uvicorn's disconnect reached the engine's
     # cancel (the engines' own stop is tested in test_local_chat.py), and the slot is free at once.
-    import time
-
     chat = server.app.state.chat
     served, in_flight = chat.served, chat.gate.in_flight
     body = {"model": BASE, "messages": [{"role": "user", "content": "Write a very long story about a dragon."}],

@@ -4,6 +4,7 @@ OpenAI's shape with the right status and `param`."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
@@ -19,7 +20,7 @@ from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResu
 
 from agentkit.errors import BadInputError
 from agentkit.registry import Registry, SourceInfo
-from agentkit.server import ServeSettings, create_app
+from agentkit.server import ServeSettings, create_app, schemas
 from agentkit.server.catalog import ChatTarget
 
 KEY = "sk-unit"
@@ -336,10 +337,6 @@ def test_past_max_concurrent_generations_429_and_the_slot_frees_when_done(home: 
 def test_a_whole_reply_whose_client_left_is_cancelled_and_frees_its_slot_fake_model(home: Path) -> None:
     # The fake generates until its `cancel` event is set; the client leaves after 0.3 s. What is
     # under test is the server's bookkeeping, not the model (tests/integration: a real client leaves).
-    import asyncio
-
-    from agentkit.server import schemas
-
     served = Served(home, max_concurrent_generations=1)
     chat = served.app.state.chat
 
