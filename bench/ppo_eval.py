@@ -27,7 +27,7 @@ SFT samples). A stage whose registered config differs from the requested one is 
 
 Run:  OMP_NUM_THREADS=2 .venv/bin/python bench/ppo_eval.py --fresh [--seeds 0 1 2] [--ppo-steps 30] [--lr 1e-3]
       [--method ppo|grpo|rloo] [--samples-per-prompt 4 --baseline leave_one_out] [--value-init reward_head]
-      [--reward-norm] [--value-trunk detached] [--lam 1] [--fixed-kl]
+      [--reward-norm] [--value-trunk detached] [--lam 1] [--fixed-kl] [--kl-budget 2.0] [--heldout 64]
 
 Results (2 CPU cores, nothing else running; hh_rlhf harmless, 250 training pairs, 150 held-out
 pairs, 32 held-out prompts x 2 samples, 30 PPO steps x 8 rollouts = 240, 24 new tokens, LoRA r=8,
@@ -115,6 +115,35 @@ beta 0.2 at the start:
   So in 240 rollouts the policy either stays within ~3 nats of the SFT model and gains nothing
   measurable, or gains +0.14-0.16 (3.4-4.3 s.e., j and n) at 4-6 nats: the target, 2 s.e. at KL <= 3,
   was not met by any PPO run (a, d, e, f, l, m, o are the ones at KL <= 3; the best is d, 1.3 s.e.).
+Issue 16 section 2, fourth session (2026-12-05): ppo.kl_budget (--kl-budget B) ends the run once the
+KL of the last 3 training batches passes B, so the policy spends a set amount of KL whatever beta and
+the learning rate do (Gao et al. 2022 measure RLHF's gain against the KL spent). Settings chosen
+before these runs: j's and n's (detached, lr 5e-4, value_init reward_head, reward_norm, k=4,
+leave-one-out) with --kl-budget 2.5 --ppo-steps 60, evaluated on 64 held-out prompts x 2 samples
+(--heldout 64: the 32 above and 32 more; SFT +0.286 on seed 0), one core each, two side by side:
+  p: j (adaptive, beta 0.2 towards 2, horizon 20): stopped before step 18 (136 rollouts): gain
+     +0.058 +- 0.017 (3.4 s.e.), ahead on 42/64; KL 3.03 (training KL max 3.27).
+  q: n (beta fixed 0.1): stopped before step 19 (144 rollouts): gain +0.047 +- 0.018 (2.6 s.e.),
+     ahead on 41/64; KL 2.94 (training KL max 3.54).
+  q, seed 1 (--seeds 1, its own home: new split, reward model 0.580): stopped before step 27 (208
+     rollouts): SFT +0.177, gain +0.042 +- 0.015 (2.8 s.e.), 37/64; KL 3.25.
+  q, seed 2 (reward model 0.547): stopped before step 15 (112 rollouts): SFT +0.144, gain +0.089
+     +- 0.014 (6.4 s.e.), 49/64; KL 3.08.
+  So with the budget every run gains at 2.6-6.4 s.e., but the registered policy sits 0.4-0.75 nats
+  over the budget on the held-out prompts (it is the newest, and KL is still rising when the 3-batch
+  mean crosses): a budget of 2.5 lands at 2.9-3.25.
+  The same with --kl-budget 2.0 (chosen after the four runs above, for the margin; nothing else
+  changed), seeds 0, 1, 2:
+  r, seed 0: stopped before step 17 (128 rollouts): gain +0.041 +- 0.020 (2.05 s.e.), 39/64; KL 2.84.
+  r, seed 1: stopped before step 24 (184 rollouts): gain +0.012 +- 0.012 (1.0 s.e.), 34/64; KL 2.44.
+  r, seed 2: stopped before step 8 (56 rollouts): gain +0.043 +- 0.013 (3.3 s.e.), 42/64; KL 1.56.
+  Pooled over the three seeds (as print_pooled does): +0.032 +- 0.009 (3.6 s.e.), ahead on 115/192
+  prompts, every seed within 3 nats (1.56-2.84): the target is met pooled, and by seeds 0 and 2
+  alone; seed 1, the slowest to move, gains 1 s.e. at its budget.
+  One command for the three: add --seeds 0 1 2 to r's (homes <home>-s0, -s1, -s2).
+  GRPO from the same start on the same 64 prompts (seed 0, --method grpo --samples-per-prompt 4
+  --heldout 64, 240 completions, float32): +0.040 +- 0.019 (2.1 s.e.), 40/64; KL 1.73.
+  RLOO likewise (--method rloo): +0.054 +- 0.018 (3.0 s.e.), 37/64; KL 1.22.
 Sanity check of the optimiser alone (bench/ppo_sanity.py): with the score replaced by minus the
 response length, 12 steps at lr 1e-3 took the mean length from 23.5 to 7.6 tokens.
 """
@@ -238,6 +267,8 @@ def main() -> int:
     parser.add_argument("--lr", type=float, default=1e-3, help="PPO learning rate (LoRA and value head)")
     parser.add_argument("--kl-coef", type=float, default=0.05, help="initial beta")
     parser.add_argument("--target-kl", type=float, default=4.0, help="nats per response")
+    parser.add_argument("--kl-budget", type=float, default=None,
+                        help="ppo.kl_budget: stop once the KL of the last 3 batches passes this (nats per response)")
     parser.add_argument("--fixed-kl", action="store_true", help="ppo.adaptive_kl false: beta stays --kl-coef")
     parser.add_argument("--kl-horizon", type=int, default=40,
                         help="rollouts; small, so that beta reacts within a run of a few hundred rollouts")
@@ -331,7 +362,8 @@ def run_seed(args: argparse.Namespace, seed: int, home_dir: Path, json_out: Path
         for key, value, default in (("samples_per_prompt", args.samples_per_prompt, 1), ("baseline", args.baseline, "none"),
                                     ("value_init", args.value_init, "zero"), ("reward_norm", args.reward_norm, False),
                                     ("adaptive_kl", not args.fixed_kl, True), ("gamma", args.gamma, 1.0),
-                                    ("lam", args.lam, 0.95), ("value_trunk", args.value_trunk, "shared")):  # fmt: skip
+                                    ("lam", args.lam, 0.95), ("value_trunk", args.value_trunk, "shared"),
+                                    ("kl_budget", args.kl_budget, None)):  # fmt: skip
             if value != default:  # only what differs: the registered configs of earlier runs still match
                 block[key] = value
     else:  # the stage cuts each prompt to train.max_length template tokens from the front, as PPO does
@@ -389,6 +421,7 @@ def run_seed(args: argparse.Namespace, seed: int, home_dir: Path, json_out: Path
         "kl_ppo_to_sft": mean(ppo_kl),
         "train_log_score_first_last": [ppo.metrics.get("score_first"), ppo.metrics.get("score_last")],
         "train_kl_max": ppo.metrics.get("kl_max"), "kl_coef_last": ppo.metrics.get("kl_coef_last"),
+        "train_steps_done": ppo.metrics.get("steps"), "stopped": ppo.metrics.get("stopped"),
         "minutes": {"sft": round(sft_min, 2), "reward": round(reward_min, 2), "ppo": round(ppo_min, 2),
                     "eval": round(eval_min, 2), "total": round((time.perf_counter() - t0) / 60, 2)},
         "curves": str(home.path(out_id) / "training_curves.png"),
@@ -407,6 +440,9 @@ def run_seed(args: argparse.Namespace, seed: int, home_dir: Path, json_out: Path
     print(f"  training: score first quarter {first or 0:+.3f}, last quarter {last or 0:+.3f}"
           + (f"; KL max {result['train_kl_max']:.2f}; beta {args.kl_coef} -> {result['kl_coef_last']:.3f}"
              if result["train_kl_max"] is not None else ""))  # fmt: skip
+    if result["stopped"]:
+        print(f"  stopped by the KL budget before step {result['stopped']['at_step']} "
+              f"(KL of the last batches {result['stopped']['kl_window']:.2f} > {args.kl_budget})")
     print(f"  curves: {result['curves']}")
     print(f"  minutes: {result['minutes']}")
     return result

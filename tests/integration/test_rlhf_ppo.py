@@ -98,6 +98,23 @@ def test_ppo_steps_move_the_lora_and_value_head_only_and_log_finite_kl(home: Reg
         assert torch.allclose(reloaded(ids).logits, trainer.peft_model(ids).logits, atol=1e-3)
 
 
+def test_a_kl_budget_stops_the_run_once_the_recent_batches_pass_it(home: Registry) -> None:
+    # A high learning rate moves the policy away from the reference within a few steps.
+    config = ppo_config(home, "ppo-budget", steps=8, kl_budget=0.5)
+    config = config.model_copy(update={"train": config.train.model_copy(update={"learning_rate": 2e-2})})
+    trainer = PPOTrainer.prepare(config, home)
+    metrics = trainer.fit()
+
+    stopped = metrics["stopped"]
+    assert stopped["reason"] == "kl_budget" and stopped["kl_window"] > 0.5
+    assert metrics["steps"] == len(trainer.log) == stopped["at_step"] - 1 < 8
+    assert metrics["rollouts"] == 3 * metrics["steps"]
+    # Every batch that was trained on was sampled while the recent KL was within the budget.
+    kls = [e["kl"] for e in trainer.log]
+    assert all(sum(kls[max(0, i - 2) : i + 1]) / len(kls[max(0, i - 2) : i + 1]) <= 0.5 for i in range(len(kls)))
+    assert trainer.register().metrics["stopped"]["at_step"] == stopped["at_step"]
+
+
 def test_a_reward_model_with_another_tokenizer_is_refused_fake_reward(home: Registry, monkeypatch: pytest.MonkeyPatch,
                                                                       registry: Registry) -> None:  # fmt: skip
     # The scorer is a stand-in carrying MiniLM's tokenizer: what is under test is the check.

@@ -11,6 +11,9 @@ from agentkit.tuning.lora.config import LoraMethodConfig
 from agentkit.tuning.preference import PreferenceDataConfig
 
 
+KL_BUDGET_WINDOW = 3  # batches averaged for ppo.kl_budget: one batch's KL is a noisy estimate
+
+
 class SamplingConfig(BaseModel):
     """How rollouts are sampled from the policy."""
 
@@ -81,6 +84,13 @@ class PPOMethodConfig(BaseModel):
         "the value head reads the trunk's states without a gradient, so only the policy loss moves the policy, "
         "and the two gradient norms are clipped apart (a separate critic in effect, as InstructGPT's, at no "
         "extra forward pass)",
+    )  # fmt: skip
+    kl_budget: float | None = Field(
+        default=None, gt=0,
+        description="stop the run early once the KL to the reference, nats per response averaged over the last "
+        f"{KL_BUDGET_WINDOW} batches, passes this; the policy that sampled the last batch is registered, so it sits "
+        "about at the budget (set it a little under a hard limit). Gao et al. (2022) measure RLHF's gain against "
+        "the KL spent; this spends a fixed amount, whatever beta and the learning rate do. None: train.max_steps",
     )  # fmt: skip
     save_steps: int = Field(
         default=10, ge=0,

@@ -4,7 +4,8 @@ each batch; beta follows the adaptive KL controller. Registers the policy's LoRA
 
 Options (the `ppo:` block): several samples per prompt with a per-prompt baseline subtracted from
 the scores (RLOO-style), running score normalisation, a critic started from the reward model's
-score head, and a resumable checkpoint in runs/<output>/checkpoint-<step> every save_steps steps
+score head, a KL budget that ends the run once the recent batches have moved that far from the
+reference, and a resumable checkpoint in runs/<output>/checkpoint-<step> every save_steps steps
 (`resume=True` continues from the newest complete one)."""
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from agentkit.tuning.ppo.advantages import (
     per_prompt_baseline,
     token_rewards,
 )
+from agentkit.tuning.ppo.config import KL_BUDGET_WINDOW
 from agentkit.tuning.ppo.kl_control import AdaptiveKLController, FixedKLController
 from agentkit.tuning.ppo.losses import entropy_of, logprobs_of, policy_loss, value_loss
 from agentkit.tuning.rl_policy import check_reward_tokenizer, new_lora
@@ -78,6 +80,7 @@ class PPOTrainer:
         self.metrics: dict[str, Any] = {}
         self.moments = RunningMoments()  # of the raw scores, for reward_norm
         self.step = 0  # steps done (a resumed run starts after its checkpoint's)
+        self.stopped: dict[str, Any] | None = None  # why fit ended before max_steps (ppo.kl_budget)
         self.rng = random.Random(config.train.seed)  # the prompt order
         self.order: list[int] = []  # what is left of the current shuffled pass over the prompts
         self.run_dir = registry.root / "runs" / config.output
@@ -243,6 +246,9 @@ class PPOTrainer:
                 batch += [prompts[self.order.pop()]] * k  # a prompt's samples side by side
             step_started = time.perf_counter()
             rollout = self.rollout(batch)
+            if self._over_kl_budget(rollout):  # the policy that sampled this batch has spent the budget
+                self.stopped = {"reason": "kl_budget", "at_step": step, "kl_window": self._kl_window(rollout)}
+                break
             if step == 1 and ppo.value_init == "zero":
                 self._init_value_bias(rollout)
             entry = {"step": step, **self.update(rollout), "seconds": round(time.perf_counter() - step_started, 2)}
@@ -256,18 +262,33 @@ class PPOTrainer:
                 bar.update(step, entry)
         if bar is not None:
             bar.stop()
+        if not self.log:
+            raise BadInputError(
+                f"ppo.kl_budget={ppo.kl_budget}: the SFT policy's first batch is already past it, so nothing was "
+                "trained.", fix="raise ppo.kl_budget (KL is in nats per response) or leave it unset.",
+            )  # fmt: skip
         first, last = self.log[: max(1, len(self.log) // 4)], self.log[-max(1, len(self.log) // 4) :]
         self.metrics = {
-            "steps": steps,
+            "steps": self.step,
+            **({"stopped": self.stopped} if self.stopped else {}),
             "score_first": sum(e["score"] for e in first) / len(first),  # mean over the first quarter
             "score_last": sum(e["score"] for e in last) / len(last),  # ... and the last quarter of steps
             "kl_last": self.log[-1]["kl"],
             "kl_max": max(e["kl"] for e in self.log),
             "kl_coef_last": self.kl_ctl.value,
             "train_seconds": round(time.perf_counter() - started, 2),
-            "rollouts": steps * per_step * k,
+            "rollouts": self.step * per_step * k,
         }
         return self.metrics
+
+    def _kl_window(self, rollout: Rollout) -> float:
+        """KL per response of this batch (the current policy's) averaged with the batches before it."""
+        batch_kl = float(((rollout.logprobs - rollout.ref_logprobs) * rollout.mask).sum(-1).mean())
+        recent = [e["kl"] for e in self.log[-(KL_BUDGET_WINDOW - 1) :]] if KL_BUDGET_WINDOW > 1 else []
+        return (sum(recent) + batch_kl) / (len(recent) + 1)
+
+    def _over_kl_budget(self, rollout: Rollout) -> bool:
+        return self.ppo.kl_budget is not None and self._kl_window(rollout) > self.ppo.kl_budget
 
     # ---- checkpoints -----------------------------------------------------------------------
     def save_checkpoint(self) -> Path:
