@@ -49,10 +49,10 @@ def tune(
 
 
 def _summary(card: Any) -> str:
-    flat: dict[str, Any] = {}
-    for key, value in card.metrics.items():  # one level of nesting, e.g. PPO's stopped.reason
-        flat.update({f"{key}.{k}": v for k, v in value.items()} if isinstance(value, dict) else {key: value})
-    metrics = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in flat.items())
+    from agentkit.registry.card import flat_metrics
+
+    metrics = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                        for k, v in flat_metrics(card.metrics).items())  # fmt: skip
     kind = f"{card.kind.value} of {card.base}" if card.base else card.kind.value
     return f"registered {card.id} ({kind}, {card.method}): {metrics}"
 

@@ -237,6 +237,15 @@ class ModelCard(BaseModel):
         }
 
 
+def flat_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
+    """A card's metrics one level flat, for a line or a table cell: {"stopped": {"reason": ...}}
+    becomes {"stopped.reason": ...}."""
+    flat: dict[str, Any] = {}
+    for key, value in metrics.items():
+        flat.update({f"{key}.{k}": v for k, v in value.items()} if isinstance(value, dict) else {key: value})
+    return flat
+
+
 def check_trained_on(adapter: ModelCard, base: ModelCard) -> None:
     """Refuse an adapter whose lineage says it was trained on other weights than `base` has now
     (a base re-imported or replaced under the same id): its updates would not fit them."""

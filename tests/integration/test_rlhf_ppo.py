@@ -99,10 +99,9 @@ def test_ppo_steps_move_the_lora_and_value_head_only_and_log_finite_kl(home: Reg
 
 
 def test_a_kl_budget_stops_the_run_once_the_recent_batches_pass_it(home: Registry) -> None:
-    # A high learning rate moves the policy away from the reference within a few steps.
-    config = ppo_config(home, "ppo-budget", steps=8, kl_budget=0.5)
-    config = config.model_copy(update={"train": config.train.model_copy(update={"learning_rate": 2e-2})})
-    trainer = PPOTrainer.prepare(config, home)
+    # At lr 1e-3 the policy leaves the reference within a few steps (measured: batch KLs 0, 0.57,
+    # -0.41, 0.40, 1.14, then a 3-batch mean of 1.6 stops it before step 6).
+    trainer = PPOTrainer.prepare(ppo_config(home, "ppo-budget", steps=8, kl_budget=0.5), home)
     metrics = trainer.fit()
 
     stopped = metrics["stopped"]
@@ -112,6 +111,7 @@ def test_a_kl_budget_stops_the_run_once_the_recent_batches_pass_it(home: Registr
     # Every batch that was trained on was sampled while the recent KL was within the budget.
     kls = [e["kl"] for e in trainer.log]
     assert all(sum(kls[max(0, i - 2) : i + 1]) / len(kls[max(0, i - 2) : i + 1]) <= 0.5 for i in range(len(kls)))
+    assert len(kls) >= 3 and max(kls) > 0.5  # one noisy batch past the budget did not stop it; the mean did
     assert trainer.register().metrics["stopped"]["at_step"] == stopped["at_step"]
 
 

@@ -36,7 +36,7 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     entry("tiny-chat", kind="base", task="causal_lm")
     entry("tiny-lora", kind="adapter", task="causal_lm", base="tiny-chat", method="lora",
-          metrics={"train_loss_last": 0.4201, "steps": 14})  # fmt: skip
+          metrics={"train_loss_last": 0.4201, "steps": 14, "stopped": {"reason": "kl_budget"}})  # fmt: skip
     entry("tiny-lora-r2", kind="adapter", task="causal_lm", base="tiny-chat", method="lora",
           lineage={"init_adapter": "tiny-lora"})  # fmt: skip
     registry.promote("tiny-lora-r2", "agent-default")
@@ -67,7 +67,8 @@ def client(home: Path, runs: Path | None = None, **settings: Any) -> TestClient:
 def test_registry_page_shows_entries_aliases_metrics_and_the_lineage_edges(home: Path) -> None:
     page = client(home).get("/")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
-    for text in ('data-id="tiny-chat"', 'data-id="tiny-lora-r2"', "agent-default", "train_loss_last=0.4201"):
+    for text in ('data-id="tiny-chat"', 'data-id="tiny-lora-r2"', "agent-default", "train_loss_last=0.4201",
+                 "stopped.reason=kl_budget"):  # a nested metric (PPO's stop) flattened
         assert text in page.text
     assert page.text.count('class="edge"') == 2  # tiny-chat -> tiny-lora -> tiny-lora-r2
 

@@ -190,9 +190,9 @@ def test_the_tune_summary_line_flattens_nested_metrics() -> None:
     from agentkit.cli.tune_cmd import _summary
     from agentkit.registry import EntryKind
 
+    stopped = {"reason": "kl_budget", "at_step": 19, "kl_window": 2.61234}
     card = SimpleNamespace(id="p", kind=EntryKind.ADAPTER, base="b", method="ppo",
-                           metrics={"steps": 18, "kl_max": 3.14159,
-                                    "stopped": {"reason": "kl_budget", "at_step": 19, "kl_window": 2.61234}})  # fmt: skip
+                           metrics={"steps": 18, "kl_max": 3.14159, "stopped": stopped})  # fmt: skip
     assert _summary(card) == ("registered p (adapter of b, ppo): steps=18, kl_max=3.142, stopped.reason=kl_budget, "
                               "stopped.at_step=19, stopped.kl_window=2.612")  # fmt: skip
 
@@ -201,4 +201,5 @@ def test_ppo_kl_budget_must_be_positive() -> None:
     ppo = {**BASE, "method": "ppo", "ppo": {"reward_model": "rm", "kl_budget": 0}}
     with pytest.raises(ValidationError, match="kl_budget"):
         TuneConfig.model_validate(ppo)
-    assert TuneConfig.model_validate({**ppo, "ppo": {"reward_model": "rm", "kl_budget": 2.5}}).method_config.kl_budget == 2.5
+    config = TuneConfig.model_validate({**ppo, "ppo": {"reward_model": "rm", "kl_budget": 2.5}})
+    assert config.method_config.kl_budget == 2.5

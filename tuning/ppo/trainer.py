@@ -288,7 +288,8 @@ class PPOTrainer:
         return (sum(recent) + batch_kl) / (len(recent) + 1)
 
     def _over_kl_budget(self, rollout: Rollout) -> bool:
-        return self.ppo.kl_budget is not None and self._kl_window(rollout) > self.ppo.kl_budget
+        # `not <=`: a NaN KL (a policy that has blown up) stops the run too.
+        return self.ppo.kl_budget is not None and not self._kl_window(rollout) <= self.ppo.kl_budget
 
     # ---- checkpoints -----------------------------------------------------------------------
     def save_checkpoint(self) -> Path:

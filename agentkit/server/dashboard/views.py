@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from agentkit.registry import Registry
-from agentkit.registry.card import EntryKind, ModelCard
+from agentkit.registry.card import EntryKind, ModelCard, flat_metrics
 
 TRAINER_LOG = "trainer_log.json"
 RUNS_SHOWN = 200
@@ -26,9 +26,10 @@ def registry_view(registry: Registry) -> dict[str, Any]:
 
 
 def headline_metrics(card: ModelCard) -> dict[str, str]:
-    """The scalar metrics of a card, formatted: what a table cell can hold."""
+    """The scalar metrics of a card (nested ones flattened, e.g. stopped.reason), formatted: what a
+    table cell can hold."""
     shown = {}
-    for key, value in card.metrics.items():
+    for key, value in flat_metrics(card.metrics).items():
         if isinstance(value, bool) or value is None:
             continue
         if isinstance(value, float):
