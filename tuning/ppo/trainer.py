@@ -246,9 +246,10 @@ class PPOTrainer:
                 batch += [prompts[self.order.pop()]] * k  # a prompt's samples side by side
             step_started = time.perf_counter()
             rollout = self.rollout(batch)
-            if self._over_kl_budget(rollout):  # the policy that sampled this batch has spent the budget
-                self.stopped = {"reason": "kl_budget", "at_step": step, "kl_window": self._kl_window(rollout)}
-                break
+            # `not <=`: a NaN KL (a policy that has blown up) stops the run too.
+            if ppo.kl_budget is not None and not (window := self._kl_window(rollout)) <= ppo.kl_budget:
+                self.stopped = {"reason": "kl_budget", "at_step": step, "kl_window": window}
+                break  # the policy that sampled this batch has spent the budget
             if step == 1 and ppo.value_init == "zero":
                 self._init_value_bias(rollout)
             entry = {"step": step, **self.update(rollout), "seconds": round(time.perf_counter() - step_started, 2)}
@@ -286,10 +287,6 @@ class PPOTrainer:
         batch_kl = float(((rollout.logprobs - rollout.ref_logprobs) * rollout.mask).sum(-1).mean())
         recent = [e["kl"] for e in self.log[-(KL_BUDGET_WINDOW - 1) :]] if KL_BUDGET_WINDOW > 1 else []
         return (sum(recent) + batch_kl) / (len(recent) + 1)
-
-    def _over_kl_budget(self, rollout: Rollout) -> bool:
-        # `not <=`: a NaN KL (a policy that has blown up) stops the run too.
-        return self.ppo.kl_budget is not None and not self._kl_window(rollout) <= self.ppo.kl_budget
 
     # ---- checkpoints -----------------------------------------------------------------------
     def save_checkpoint(self) -> Path:
