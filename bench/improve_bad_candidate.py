@@ -9,7 +9,7 @@ suite starts at stage `tune`). Printed: held-out success of champion and bad can
 gain and its standard error, and whether it was promoted (it must not be).
 
 Run (after `agentkit improve examples/improve/suite.yaml`):
-  OMP_WAIT_POLICY=PASSIVE .venv/bin/python bench/improve_bad_candidate.py [--suite examples/improve/suite.yaml] [--lr 0.05] [--steps 4]
+  OMP_WAIT_POLICY=PASSIVE .venv/bin/python bench/improve_bad_candidate.py [--suite examples/improve/suite.yaml] [--lr 0.05] [--steps 4] [--workers 2]
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--suite", type=Path, default=ROOT / "examples" / "improve" / "suite.yaml")
     parser.add_argument("--lr", type=float, default=0.05, help="the bad learning rate (the suite's is ~1e-4)")
     parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--workers", type=int, default=1, help="goal runs at a time (agentkit improve --workers)")
     args = parser.parse_args(argv)
 
     suite, _ = load_suite(args.suite)
@@ -72,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         suite_file = Path(tmp) / "bad_suite.yaml"
         suite_file.write_text(yaml.safe_dump(data), encoding="utf-8")
-        log = Improver(suite_file, say=lambda line: print(line, flush=True)).run(1)
+        log = Improver(suite_file, say=lambda line: print(line, flush=True), workers=args.workers).run(1)
     row = log[-1]
     print(f"\nbad candidate {row['candidate']} (lr {args.lr}, {args.steps} steps): loss "
           f"{row.get('train_loss_first')} -> {row.get('train_loss_last')}")

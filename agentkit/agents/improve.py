@@ -1,7 +1,8 @@
 """`agentkit improve SUITE.yaml`: the agent gets better from its own runs, on the user's machine.
 
-One round: collect (the train goals, several sampled attempts each) -> export (the successful
-steps and plans as SFT rows, success-vs-failure steps as DPO pairs) -> tune (a LoRA, from the
+One round: collect (the train goals, several sampled attempts each, new seeds each round) -> export
+(the successful steps and plans as SFT rows, with earlier rounds' rows under `tune.data: all`;
+success-vs-failure steps as DPO pairs) -> tune (a LoRA, from the
 champion adapter or the base) -> evaluate (champion and candidate on the held-out goals, the same
 seeds, one process and one loaded base) -> decide (promote the candidate only if its paired gain in
 success rate is at least `promote.min_gain_se` standard errors and `promote.min_goals` goals).
@@ -69,6 +70,12 @@ def _suite_lock(folder: Path) -> Iterator[None]:
         yield
 
 
+def collect_seed(seed: int, round_number: int, attempt: int) -> int:
+    """The sampling seed of a collect attempt: new in every round, so a round after one that was not
+    promoted (the same champion) does not repeat its runs."""
+    return seed + 1000 * (round_number - 1) + attempt
+
+
 # ---- one run of one goal -------------------------------------------------------------------------
 def run_goal(goal_file: Path, into: Path, *, model: str, adapter: str | None, engine: str, strategy: str,
              temperature: float, seed: int, home: Path | None = None) -> dict[str, Any]:  # fmt: skip
@@ -97,14 +104,61 @@ def run_goal(goal_file: Path, into: Path, *, model: str, adapter: str | None, en
             "steps": result.steps, "tokens": result.tokens, "seconds": round(time.monotonic() - started, 2)}  # fmt: skip
 
 
+def _die_with_parent(parent: int) -> None:
+    """Worker initializer: a worker ends when the `improve` that started it is killed, so a resumed
+    round never runs beside an orphan still writing the same attempt's folder. Linux only; elsewhere
+    an orphan ends when it next reads from the gone parent."""
+    import ctypes
+    import signal
+    import sys
+
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # killed while this worker was still starting: no signal will come
+        os._exit(1)
+
+
+def _run_goals(jobs: list[tuple[dict[str, Any], dict[str, Any]]], workers: int,
+               record: Callable[[dict[str, Any], dict[str, Any]], None]) -> None:  # fmt: skip
+    """Run each job's `run_goal(**kwargs)` and `record(key, row)` it as it ends: in this process when
+    `workers` is 1, else in that many worker processes, each loading the model once. Every run keeps
+    its seed and folder whatever `workers` is. What a run sees from llama.cpp's prompt cache does
+    depend on the runs before it in its process (measured: a sampled 135M run repeated with its seed
+    in one process gave 273, then 274 tokens), so sampled runs match one-process runs as closely as
+    a resumed round matches an unbroken one, not token for token."""
+    if workers == 1 or len(jobs) <= 1:
+        for key, kwargs in jobs:
+            record(key, run_goal(**kwargs))
+        return
+    import multiprocessing
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    context = multiprocessing.get_context("spawn")  # no forked llama.cpp / torch state
+    with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=context,
+                             initializer=_die_with_parent, initargs=(os.getpid(),)) as pool:  # fmt: skip
+        pending = {pool.submit(run_goal, **kwargs): key for key, kwargs in jobs}
+        try:
+            while pending:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    record(pending.pop(future), future.result())  # a failed run raises here
+        finally:
+            for future in pending:
+                future.cancel()
+
+
 # ---- the loop ------------------------------------------------------------------------------------
 class Improver:
-    """Runs rounds of a suite; `say` gets one line per event (the CLI prints them)."""
+    """Runs rounds of a suite; `say` gets one line per event (the CLI prints them). `workers` goal
+    runs go at a time in collect and evaluate, each worker a process with its own model copy."""
 
     def __init__(self, suite_file: str | Path, *, home: str | Path | None = None,
-                 say: Callable[[str], None] = lambda line: None) -> None:  # fmt: skip
+                 say: Callable[[str], None] = lambda line: None, workers: int = 1) -> None:  # fmt: skip
         from agentkit.registry import Registry
 
+        if workers < 1:
+            raise BadInputError(f"workers must be at least 1, not {workers}.", fix="pass --workers 1 or more.")
+        self.workers = workers
         self.suite_file = Path(suite_file).resolve()
         self.suite, self.goals = load_suite(self.suite_file)
         self.registry = Registry(home)
@@ -192,21 +246,29 @@ class Improver:
         state["stage"] = STAGES[STAGES.index(stage) + 1]
         self._save(state)
 
+    def _run_args(self, goal_file: Path, into: Path, adapter: str | None, temperature: float,
+                  seed: int) -> dict[str, Any]:  # fmt: skip
+        """`run_goal`'s arguments for one run of this suite's model."""
+        return {"goal_file": goal_file, "into": into, "model": self.suite.model.model, "adapter": adapter,
+                "engine": self.suite.model.engine, "strategy": self.suite.strategy, "temperature": temperature,
+                "seed": seed, "home": self.registry.root}  # fmt: skip
+
     # -- collect: the train goals, `attempts` sampled runs each -----------------------------------
     def _collect(self, state: dict[str, Any], folder: Path) -> None:
         settings = self.suite.collect
         log = folder / "collect.jsonl"
         done = {(r["goal_file"], r["attempt"]) for r in _read_lines(log)}
-        for goal_file in self.goals.train:
-            for attempt in range(settings.attempts):
-                if (str(goal_file), attempt) in done:
-                    continue
-                row = run_goal(goal_file, folder / "collect" / goal_file.stem / str(attempt),
-                               model=self.suite.model.model, adapter=state["champion"], engine=self.suite.model.engine,
-                               strategy=self.suite.strategy, temperature=settings.temperature,
-                               seed=settings.seed + attempt, home=self.registry.root)  # fmt: skip
-                _append_line(log, {"goal_file": str(goal_file), "attempt": attempt, **row})
-                self.say(f"  collect {row['goal']} #{attempt}: {row['status']} ({row['steps']} steps, {row['seconds']}s)")
+        jobs = [({"goal_file": str(goal_file), "attempt": attempt},
+                 self._run_args(goal_file, folder / "collect" / goal_file.stem / str(attempt), state["champion"],
+                                settings.temperature, collect_seed(settings.seed, state["round"], attempt)))
+                for goal_file in self.goals.train for attempt in range(settings.attempts)
+                if (str(goal_file), attempt) not in done]  # fmt: skip
+
+        def record(key: dict[str, Any], row: dict[str, Any]) -> None:
+            _append_line(log, {**key, **row})
+            self.say(f"  collect {row['goal']} #{key['attempt']}: {row['status']} ({row['steps']} steps, {row['seconds']}s)")
+
+        _run_goals(jobs, self.workers, record)
 
     # -- export: SFT rows from successes, DPO pairs success vs failure ----------------------------
     def _export(self, state: dict[str, Any], folder: Path) -> None:
@@ -243,10 +305,19 @@ class Improver:
         # DPO pairs need runs of the same goal side by side: one store per goal
         for goal_dir in sorted((folder / "collect").glob("*")):
             dpo += list(dpo_pairs(_MultiStore(sorted(goal_dir.glob("*/runs")))))
+        this_round = len(sft)
+        if self.suite.tune.data == "all":  # earlier rounds' rows too (each already holds those before it)
+            for earlier in range(1, state["round"]):
+                for row in _read_lines(self.folder / f"round-{earlier}" / "sft.jsonl"):
+                    key = json.dumps([row["messages"], row.get("tools")], sort_keys=True)
+                    if key not in seen:
+                        seen.add(key)
+                        sft.append(row)
         write_jsonl_atomic(folder / "sft.jsonl", sft)
         write_jsonl_atomic(folder / "dpo.jsonl", dpo)
-        state["data"] = {"sft_rows": len(sft), "dpo_pairs": len(dpo)}
-        self.say(f"  export: {wins}/{len(rows)} runs succeeded; {len(sft)} SFT rows, {len(dpo)} DPO pairs")
+        state["data"] = {"sft_rows": len(sft), "sft_rows_this_round": this_round, "dpo_pairs": len(dpo)}
+        self.say(f"  export: {wins}/{len(rows)} runs succeeded; {this_round} SFT rows"
+                 f"{f' ({len(sft)} with earlier rounds)' if len(sft) != this_round else ''}, {len(dpo)} DPO pairs")  # fmt: skip
 
     # -- tune: a LoRA candidate ---------------------------------------------------------------------
     def _tune(self, state: dict[str, Any], folder: Path) -> None:
@@ -289,17 +360,18 @@ class Improver:
         log = folder / "evaluate.jsonl"
         done = {(r["who"], r["goal_file"], r["attempt"]) for r in _read_lines(log)}
         models = {"champion": state["champion"], "candidate": state["candidate"]}
-        for goal_file in self.goals.heldout:
-            for attempt in range(settings.attempts):
-                for who, adapter in models.items():  # interleaved: both see the same machine state
-                    if (who, str(goal_file), attempt) in done:
-                        continue
-                    row = run_goal(goal_file, folder / "evaluate" / who / goal_file.stem / str(attempt),
-                                   model=self.suite.model.model, adapter=adapter, engine=self.suite.model.engine,
-                                   strategy=self.suite.strategy, temperature=settings.temperature,
-                                   seed=settings.seed + attempt, home=self.registry.root)  # fmt: skip
-                    _append_line(log, {"who": who, "goal_file": str(goal_file), "attempt": attempt, **row})
-                    self.say(f"  evaluate {who} {row['goal']} #{attempt}: {row['status']}")
+        jobs = [({"who": who, "goal_file": str(goal_file), "attempt": attempt},
+                 self._run_args(goal_file, folder / "evaluate" / who / goal_file.stem / str(attempt), adapter,
+                                settings.temperature, settings.seed + attempt))
+                for goal_file in self.goals.heldout for attempt in range(settings.attempts)
+                for who, adapter in models.items()  # interleaved: both see the same machine state
+                if (who, str(goal_file), attempt) not in done]  # fmt: skip
+
+        def record(key: dict[str, Any], row: dict[str, Any]) -> None:
+            _append_line(log, {**key, **row})
+            self.say(f"  evaluate {key['who']} {row['goal']} #{key['attempt']}: {row['status']}")
+
+        _run_goals(jobs, self.workers, record)
 
     # -- decide: promote or keep as a candidate ------------------------------------------------------
     def _decide(self, state: dict[str, Any], folder: Path) -> None:

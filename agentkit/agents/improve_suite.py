@@ -28,7 +28,9 @@ class CollectSettings(BaseModel):
 
     attempts: int = Field(default=3, gt=0, description="sampled runs per train goal")
     temperature: float = Field(default=0.7, gt=0, description="sampling temperature of the attempts")
-    seed: int = Field(default=0, description="attempt a of every goal samples with seed + a")
+    seed: int = Field(
+        default=0, description="attempt a of round k samples with seed + 1000 (k - 1) + a: each round draws new runs"
+    )
 
 
 class EvaluateSettings(BaseModel):
@@ -59,6 +61,11 @@ class TuneSettings(BaseModel):
 
     start: Literal["champion", "base"] = Field(
         default="champion", description="champion: continue the champion's LoRA (a fresh one when it is the base)"
+    )
+    data: Literal["round", "all"] = Field(
+        default="round",
+        description="round: the SFT rows of this round's runs; all: of every round so far (a row once), so the "
+        "runs of a round that was not promoted still teach the next one",
     )
     lora: dict[str, Any] = Field(default_factory=lambda: {"r": 16, "alpha": 32, "target_modules": "all-linear"})
     train: dict[str, Any] = Field(

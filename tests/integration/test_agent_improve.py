@@ -119,6 +119,83 @@ def test_improve_round_killed_at_tune_resumes_there_and_decides(tmp_path: Path) 
     assert third.returncode == 0 and len(json.loads(third.stdout)) == 1
 
 
+def _state_and_parent(pid: int) -> tuple[str, int] | None:
+    """A process's state letter and parent pid from /proc, or None once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return fields[0], int(fields[1])
+
+
+def _alive(pid: int) -> bool:
+    found = _state_and_parent(pid)
+    return found is not None and found[0] != "Z"  # a zombie has exited
+
+
+def _live_workers(pid: int) -> set[int]:
+    """`pid`'s live multiprocessing workers (not its resource tracker)."""
+    found = set()
+    for proc in Path("/proc").glob("[0-9]*"):
+        state = _state_and_parent(int(proc.name))
+        if state and state[1] == pid and state[0] != "Z":
+            try:
+                if b"spawn_main" in (proc / "cmdline").read_bytes():
+                    found.add(int(proc.name))
+            except OSError:
+                continue
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="reads worker processes from /proc (Linux)")
+def test_improve_workers_end_with_a_killed_improve_and_the_round_resumes_once_per_attempt(tmp_path: Path) -> None:
+    name = f"impw{os.getpid()}"
+    suite = _suite(tmp_path, name, train=["alpha", "beta"], heldout=["gamma", "delta"])
+    folder = Registry.default().root / "improve" / name
+    proc = subprocess.Popen(_cli("improve", str(suite), "--workers", "2"), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+    try:
+        collect_log = folder / "round-1" / "collect.jsonl"
+        deadline = time.monotonic() + 600
+        workers: set[int] = set()
+        while time.monotonic() < deadline and proc.poll() is None:
+            workers |= _live_workers(proc.pid)  # two goal runs at a time, each in its own process
+            if collect_log.is_file() and collect_log.read_text().strip():
+                break  # the first run that ended is recorded at once, not when the others end
+            time.sleep(0.05)
+        assert proc.poll() is None and len(workers) >= 2, proc.stdout.read().decode()
+        time.sleep(0.5)  # a goal run takes seconds: rows recorded only once all had ended would all be here
+        assert len(collect_log.read_text().splitlines()) < 4
+        os.kill(proc.pid, signal.SIGKILL)  # the improve alone, not its process group
+        proc.wait()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and any(_alive(w) for w in workers):
+            time.sleep(0.2)
+        assert not [w for w in workers if _alive(w)]  # the workers ended with it (no orphan goal runs)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert json.loads((folder / "state.json").read_text())["stage"] == "collect"
+
+    again = subprocess.run(_cli("improve", str(suite), "--workers", "2", "--json"), capture_output=True, text=True,
+                           timeout=1800)  # fmt: skip
+    assert again.returncode == 0, again.stderr[-3000:]
+    (row,) = json.loads(again.stdout)
+    round_dir = folder / "round-1"
+    collected = [json.loads(line) for line in (round_dir / "collect.jsonl").read_text().splitlines()]
+    assert sorted((Path(r["goal_file"]).stem, r["attempt"]) for r in collected) == [
+        ("alpha", 0), ("alpha", 1), ("beta", 0), ("beta", 1)]  # each attempt once, killed or not
+    for r in collected:  # each run wrote into its own attempt's folder
+        assert (round_dir / "collect" / Path(r["goal_file"]).stem / str(r["attempt"]) / "runs" / r["run_id"]).exists()
+    evaluated = [json.loads(line) for line in (round_dir / "evaluate.jsonl").read_text().splitlines()]
+    assert sorted((e["who"], Path(e["goal_file"]).stem) for e in evaluated) == sorted(
+        (who, g) for who in ("champion", "candidate") for g in ("gamma", "delta")
+    )
+    assert row["train_runs"] == 4
+    assert row["heldout_before"] == sum(e["ok"] for e in evaluated if e["who"] == "champion") / 2
+    assert row["heldout_after"] == sum(e["ok"] for e in evaluated if e["who"] == "candidate") / 2
+
+
 def test_improve_with_no_successful_train_run_stops_and_tunes_nothing(tmp_path: Path) -> None:
     from agentkit.agents.improve import Improver
 

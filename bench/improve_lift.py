@@ -1,0 +1,116 @@
+"""What `agentkit improve` bought over its rounds: the held-out lift of the suite's champion over the
+model it started from, paired per goal.
+
+Each round's evaluate stage runs its champion and its candidate on the held-out goals (greedy, the
+same seeds), and decides on that pair alone. After several rounds, the figure a user wants is the last
+champion against the starting model: round 1's champion runs are the starting model's, and the
+round that promoted the last champion holds that champion's runs, on the same goals and seeds. This
+reads both from `$AGENTKIT_HOME/improve/<suite>/` (nothing is run) and prints, for each round, the
+loop's own decision, then the lift (paired gain, its standard error, goals won and lost) with
+success rate, steps and tokens per success and median seconds per step for both models.
+
+It also prints how well a model's greedy runs repeat across rounds: round k's champion is round
+k-1's promoted candidate, run again on the same goals and seeds.
+
+Run (after `agentkit improve examples/improve/suite.yaml --rounds N`):
+  .venv/bin/python bench/improve_lift.py [--suite examples/improve/suite.yaml] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _rows(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def _by_goal(rows: list[dict[str, Any]], who: str) -> dict[str, dict[str, Any]]:
+    return {Path(r["goal_file"]).stem: r for r in rows if r["who"] == who and r["attempt"] == 0}
+
+
+def _figures(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    wins = [r for r in runs if r["ok"]]
+    per_step = [r["seconds"] / r["steps"] for r in runs if r["steps"]]
+    return {"success": f"{len(wins)}/{len(runs)}", "rate": len(wins) / len(runs) if runs else 0.0,
+            "steps_per_success": round(statistics.mean(r["steps"] for r in wins), 2) if wins else None,
+            "tokens_per_success": round(statistics.mean(r["tokens"] for r in wins)) if wins else None,
+            "median_s_per_step": round(statistics.median(per_step), 1) if per_step else None}  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    from agentkit.agents.improve_suite import load_suite, paired_gain
+    from agentkit.registry import Registry
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--suite", type=Path, default=ROOT / "examples" / "improve" / "suite.yaml")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON too")
+    args = parser.parse_args(argv)
+
+    suite, goals = load_suite(args.suite)
+    folder = Registry.default().root / "improve" / suite.name
+    log = _rows(folder / "log.jsonl") if (folder / "log.jsonl").is_file() else []
+    if not log:
+        print(f"no round of {suite.name} is decided yet ({folder}): run `agentkit improve {args.suite}` first")
+        return 2
+    names = [g.stem for g in goals.heldout]
+    evaluations = {row["round"]: _rows(folder / f"round-{row['round']}" / "evaluate.jsonl") for row in log}
+    print(f"suite {suite.name}: {len(names)} held-out goals, started from {log[0]['champion']}")
+    print("round  champion -> candidate              held-out before -> after   gain +- SE       promoted")
+    for row in log:
+        print(f"{row['round']:>5}  {row['champion']} -> {row['candidate']:<14} {row['heldout_before']:.2f} -> "
+              f"{row['heldout_after']:.2f}{'':13} {row['gain']:+.3f} +- {row['se']:.3f}  {row['promoted']}")  # fmt: skip
+
+    repeat = []
+    for row in log[1:]:  # round k's champion ran before as round k-1's promoted candidate
+        before = log[log.index(row) - 1]
+        if before["promoted"] and before["candidate"] == row["champion"]:
+            then = _by_goal(evaluations[before["round"]], "candidate")
+            now = _by_goal(evaluations[row["round"]], "champion")
+            same = [g for g in names if g in then and g in now and then[g]["ok"] == now[g]["ok"]]
+            same_tokens = [g for g in names if g in then and g in now and then[g]["tokens"] == now[g]["tokens"]]
+            repeat.append({"model": row["champion"], "rounds": [before["round"], row["round"]],
+                           "same_outcome": len(same), "same_tokens": len(same_tokens), "goals": len(names)})  # fmt: skip
+            print(f"repeat: {row['champion']} in rounds {before['round']} and {row['round']}: same outcome on "
+                  f"{len(same)}/{len(names)} goals, same token count on {len(same_tokens)}/{len(names)}")
+
+    promoted = [row for row in log if row["promoted"]]
+    start = _by_goal(evaluations[log[0]["round"]], "champion")
+    if not promoted:
+        print(f"no candidate was promoted: the champion is still {log[0]['champion']}")
+        return 0
+    last = promoted[-1]
+    final = _by_goal(evaluations[last["round"]], "candidate")
+    missing = [g for g in names if g not in start or g not in final]
+    if missing:
+        print(f"held-out goals without a run on both sides: {', '.join(missing)} (the suite's goals changed?)")
+        return 2
+    stats = paired_gain([float(start[g]["ok"]) for g in names], [float(final[g]["ok"]) for g in names])
+    won = [g for g in names if final[g]["ok"] and not start[g]["ok"]]
+    lost = [g for g in names if start[g]["ok"] and not final[g]["ok"]]
+    figures = {"start": {"model": log[0]["champion"], **_figures(list(start.values()))},
+               "final": {"model": last["candidate"], "round": last["round"], **_figures(list(final.values()))}}
+    print(f"\nlift of {last['candidate']} (promoted in round {last['round']}) over {log[0]['champion']}, "
+          f"paired on {len(names)} held-out goals:")
+    for side in ("start", "final"):
+        f = figures[side]
+        print(f"  {f['model']:<28} success {f['success']:>6} ({f['rate']:.0%}), {f['steps_per_success']} steps and "
+              f"{f['tokens_per_success']} tokens per success, median {f['median_s_per_step']} s per step")  # fmt: skip
+    ratio = stats["gain"] / stats["se"] if stats["se"] else float("inf")
+    print(f"  gain {100 * stats['gain']:+.1f} points +- {100 * stats['se']:.1f} (SE) = {ratio:.2f} SE; "
+          f"won {len(won)} ({', '.join(won) or '-'}), lost {len(lost)} ({', '.join(lost) or '-'})")
+    if args.json:
+        print(json.dumps({"rounds": log, "repeat": repeat, "lift": {**stats, "won": won, "lost": lost},
+                          **figures}, indent=1, default=str))  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
