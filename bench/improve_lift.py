@@ -3,14 +3,14 @@ model it started from, paired per goal.
 
 Each round's evaluate stage runs its champion and its candidate on the held-out goals (greedy, the
 same seeds), and decides on that pair alone. After several rounds, the figure a user wants is the last
-champion against the starting model: round 1's champion runs are the starting model's, and the
-round that promoted the last champion holds that champion's runs, on the same goals and seeds. This
-reads both from `$AGENTKIT_HOME/improve/<suite>/` (nothing is run) and prints, for each round, the
-loop's own decision, then the lift (paired gain, its standard error, goals won and lost) with
-success rate, steps and tokens per success and median seconds per step for both models.
+champion against the starting model: round 1's champion runs are the starting model's, and each
+round's candidate ran on the same goals and seeds. This reads them from
+`$AGENTKIT_HOME/improve/<suite>/` (nothing is run) and prints, for each round, the loop's own
+decision, then each candidate's lift over the starting model (paired gain, its standard error, goals
+won and lost) with success rate, steps and tokens per success and median seconds per step.
 
-It also prints how well a model's greedy runs repeat across rounds: round k's champion is round
-k-1's promoted candidate, run again on the same goals and seeds.
+It also prints how well a model's greedy runs repeat across rounds: round k's champion ran in round
+k-1 as well (its champion, or its promoted candidate), on the same goals and seeds.
 
 Run (after `agentkit improve examples/improve/suite.yaml --rounds N`):
   .venv/bin/python bench/improve_lift.py [--suite examples/improve/suite.yaml] [--json]
@@ -69,10 +69,10 @@ def main(argv: list[str] | None = None) -> int:
               f"{row['heldout_after']:.2f}{'':13} {row['gain']:+.3f} +- {row['se']:.3f}  {row['promoted']}")  # fmt: skip
 
     repeat = []
-    for row in log[1:]:  # round k's champion ran before as round k-1's promoted candidate
-        before = log[log.index(row) - 1]
-        if before["promoted"] and before["candidate"] == row["champion"]:
-            then = _by_goal(evaluations[before["round"]], "candidate")
+    for before, row in zip(log, log[1:]):  # round k's champion ran in round k-1 too, as one side or the other
+        who = "candidate" if before["promoted"] else "champion"
+        if before[who] == row["champion"]:
+            then = _by_goal(evaluations[before["round"]], who)
             now = _by_goal(evaluations[row["round"]], "champion")
             same = [g for g in names if g in then and g in now and then[g]["ok"] == now[g]["ok"]]
             same_tokens = [g for g in names if g in then and g in now and then[g]["tokens"] == now[g]["tokens"]]
@@ -81,34 +81,37 @@ def main(argv: list[str] | None = None) -> int:
             print(f"repeat: {row['champion']} in rounds {before['round']} and {row['round']}: same outcome on "
                   f"{len(same)}/{len(names)} goals, same token count on {len(same_tokens)}/{len(names)}")
 
-    promoted = [row for row in log if row["promoted"]]
     start = _by_goal(evaluations[log[0]["round"]], "champion")
-    if not promoted:
-        print(f"no candidate was promoted: the champion is still {log[0]['champion']}")
-        return 0
-    last = promoted[-1]
-    final = _by_goal(evaluations[last["round"]], "candidate")
-    missing = [g for g in names if g not in start or g not in final]
-    if missing:
-        print(f"held-out goals without a run on both sides: {', '.join(missing)} (the suite's goals changed?)")
-        return 2
-    stats = paired_gain([float(start[g]["ok"]) for g in names], [float(final[g]["ok"]) for g in names])
-    won = [g for g in names if final[g]["ok"] and not start[g]["ok"]]
-    lost = [g for g in names if start[g]["ok"] and not final[g]["ok"]]
-    figures = {"start": {"model": log[0]["champion"], **_figures(list(start.values()))},
-               "final": {"model": last["candidate"], "round": last["round"], **_figures(list(final.values()))}}
-    print(f"\nlift of {last['candidate']} (promoted in round {last['round']}) over {log[0]['champion']}, "
-          f"paired on {len(names)} held-out goals:")
-    for side in ("start", "final"):
-        f = figures[side]
-        print(f"  {f['model']:<28} success {f['success']:>6} ({f['rate']:.0%}), {f['steps_per_success']} steps and "
-              f"{f['tokens_per_success']} tokens per success, median {f['median_s_per_step']} s per step")  # fmt: skip
-    ratio = stats["gain"] / stats["se"] if stats["se"] else float("inf")
-    print(f"  gain {100 * stats['gain']:+.1f} points +- {100 * stats['se']:.1f} (SE) = {ratio:.2f} SE; "
-          f"won {len(won)} ({', '.join(won) or '-'}), lost {len(lost)} ({', '.join(lost) or '-'})")
+    lifts = []
+    for row in log:  # every round's candidate ran on the same goals and seeds as the starting model
+        final = _by_goal(evaluations[row["round"]], "candidate")
+        missing = [g for g in names if g not in start or g not in final]
+        if missing:
+            print(f"round {row['round']}: held-out goals without a run on both sides: {', '.join(missing)}")
+            return 2
+        stats = paired_gain([float(start[g]["ok"]) for g in names], [float(final[g]["ok"]) for g in names])
+        lifts.append({"round": row["round"], "candidate": row["candidate"], "promoted": row["promoted"], **stats,
+                      "won": [g for g in names if final[g]["ok"] and not start[g]["ok"]],
+                      "lost": [g for g in names if start[g]["ok"] and not final[g]["ok"]],
+                      "figures": _figures(list(final.values()))})  # fmt: skip
+    figures = {"model": log[0]["champion"], **_figures(list(start.values()))}
+    print(f"\nover {log[0]['champion']} (round {log[0]['round']}'s champion runs), paired on {len(names)} held-out goals:")
+    print(f"  {figures['model']:<28} success {figures['success']:>6} ({figures['rate']:.0%}), "
+          f"{figures['steps_per_success']} steps and {figures['tokens_per_success']} tokens per success, "
+          f"median {figures['median_s_per_step']} s per step")  # fmt: skip
+    for lift in lifts:
+        f = lift["figures"]
+        ratio = lift["gain"] / lift["se"] if lift["se"] else float("inf")
+        print(f"  {lift['candidate']:<28} success {f['success']:>6} ({f['rate']:.0%}), {f['steps_per_success']} steps "
+              f"and {f['tokens_per_success']} tokens per success, median {f['median_s_per_step']} s per step; "
+              f"gain {100 * lift['gain']:+.1f} points +- {100 * lift['se']:.1f} (SE) = {ratio:.2f} SE; won "
+              f"{len(lift['won'])} ({', '.join(lift['won']) or '-'}), lost {len(lift['lost'])} "
+              f"({', '.join(lift['lost']) or '-'}){'; promoted' if lift['promoted'] else ''}")  # fmt: skip
+    champion = next((lift["candidate"] for lift in reversed(lifts) if lift["promoted"]), log[0]["champion"])
+    print(f"the suite's champion now: {champion}")
     if args.json:
-        print(json.dumps({"rounds": log, "repeat": repeat, "lift": {**stats, "won": won, "lost": lost},
-                          **figures}, indent=1, default=str))  # fmt: skip
+        print(json.dumps({"rounds": log, "repeat": repeat, "start": figures, "lifts": lifts, "champion": champion},
+                         indent=1, default=str))  # fmt: skip
     return 0
 
 

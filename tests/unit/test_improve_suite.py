@@ -92,3 +92,9 @@ def test_bad_suites_are_refused_in_one_line(tmp_path: Path, fields: dict, needle
     with pytest.raises(BadInputError) as info:
         load_suite(_suite(tmp_path, **fields))
     assert needle in str(info.value) and "\n" not in str(info.value).strip()
+
+
+def test_the_example_suite_loads_with_its_44_goals_split_24_20() -> None:
+    suite, goals = load_suite(Path(__file__).resolve().parents[2] / "examples" / "improve" / "suite.yaml")
+    assert (len(goals.train), len(goals.heldout)) == (24, 20)
+    assert suite.tune.data == "all" and suite.collect.attempts == 2
