@@ -29,14 +29,23 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _rows(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    from agentkit.agents.improve import _read_lines  # the loop's reader: a line cut by a kill is skipped
+
+    return _read_lines(path)
 
 
 def _by_goal(rows: list[dict[str, Any]], who: str) -> dict[str, dict[str, Any]]:
-    return {Path(r["goal_file"]).stem: r for r in rows if r["who"] == who and r["attempt"] == 0}
+    """Goal -> a run of `who` with `ok` as the loop scores it: the success rate over its attempts."""
+    runs: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        if r["who"] == who:
+            runs.setdefault(Path(r["goal_file"]).stem, []).append(r)
+    return {goal: {**sorted(rs, key=lambda r: r["attempt"])[0], "ok": sum(r["ok"] for r in rs) / len(rs),
+                   "runs": rs} for goal, rs in runs.items()}  # fmt: skip
 
 
-def _figures(runs: list[dict[str, Any]]) -> dict[str, Any]:
+def _figures(by_goal: list[dict[str, Any]]) -> dict[str, Any]:
+    runs = [r for goal in by_goal for r in goal["runs"]]
     wins = [r for r in runs if r["ok"]]
     per_step = [r["seconds"] / r["steps"] for r in runs if r["steps"]]
     return {"success": f"{len(wins)}/{len(runs)}", "rate": len(wins) / len(runs) if runs else 0.0,
@@ -74,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         if before[who] == row["champion"]:
             then = _by_goal(evaluations[before["round"]], who)
             now = _by_goal(evaluations[row["round"]], "champion")
-            same = [g for g in names if g in then and g in now and then[g]["ok"] == now[g]["ok"]]
+            same = [g for g in names if g in then and g in now and then[g]["ok"] == now[g]["ok"]]  # attempt 0
             same_tokens = [g for g in names if g in then and g in now and then[g]["tokens"] == now[g]["tokens"]]
             repeat.append({"model": row["champion"], "rounds": [before["round"], row["round"]],
                            "same_outcome": len(same), "same_tokens": len(same_tokens), "goals": len(names)})  # fmt: skip
@@ -101,10 +110,10 @@ def main(argv: list[str] | None = None) -> int:
           f"median {figures['median_s_per_step']} s per step")  # fmt: skip
     for lift in lifts:
         f = lift["figures"]
-        ratio = lift["gain"] / lift["se"] if lift["se"] else float("inf")
+        ratio = f"{lift['gain'] / lift['se']:.2f} SE" if lift["se"] else "no spread"
         print(f"  {lift['candidate']:<28} success {f['success']:>6} ({f['rate']:.0%}), {f['steps_per_success']} steps "
               f"and {f['tokens_per_success']} tokens per success, median {f['median_s_per_step']} s per step; "
-              f"gain {100 * lift['gain']:+.1f} points +- {100 * lift['se']:.1f} (SE) = {ratio:.2f} SE; won "
+              f"gain {100 * lift['gain']:+.1f} points +- {100 * lift['se']:.1f} (SE) = {ratio}; won "
               f"{len(lift['won'])} ({', '.join(lift['won']) or '-'}), lost {len(lift['lost'])} "
               f"({', '.join(lift['lost']) or '-'}){'; promoted' if lift['promoted'] else ''}")  # fmt: skip
     champion = next((lift["candidate"] for lift in reversed(lifts) if lift["promoted"]), log[0]["champion"])

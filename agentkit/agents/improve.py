@@ -4,7 +4,8 @@ One round: collect (the train goals, several sampled attempts each, new seeds ea
 (the successful steps and plans as SFT rows, with earlier rounds' rows under `tune.data: all`;
 success-vs-failure steps as DPO pairs) -> tune (a LoRA, from the
 champion adapter or the base) -> evaluate (champion and candidate on the held-out goals, the same
-seeds, one process and one loaded base) -> decide (promote the candidate only if its paired gain in
+seeds, interleaved on one loaded base; `workers` > 1 runs that many goals at a time, each worker a
+process with its own copy) -> decide (promote the candidate only if its paired gain in
 success rate is at least `promote.min_gain_se` standard errors and `promote.min_goals` goals).
 
 Every stage leaves its result in `$AGENTKIT_HOME/improve/<suite name>/round-<k>/` and the stage
@@ -85,9 +86,10 @@ def run_goal(goal_file: Path, into: Path, *, model: str, adapter: str | None, en
     from agentkit.models.provider import ModelSpec
 
     spec, seed_workspace = load_goal(goal_file)
+    for stale in (into / "workspace", into / "runs"):  # a run cut off before it was recorded runs again
+        if stale.exists():
+            shutil.rmtree(stale)
     workspace = into / "workspace"
-    if workspace.exists():
-        shutil.rmtree(workspace)
     if seed_workspace.is_dir():
         shutil.copytree(seed_workspace, workspace, symlinks=True)
     else:
@@ -106,8 +108,8 @@ def run_goal(goal_file: Path, into: Path, *, model: str, adapter: str | None, en
 
 def _die_with_parent(parent: int) -> None:
     """Worker initializer: a worker ends when the `improve` that started it is killed, so a resumed
-    round never runs beside an orphan still writing the same attempt's folder. Linux only; elsewhere
-    an orphan ends when it next reads from the gone parent."""
+    round never runs beside an orphan still writing the same attempt's folder. Linux only: elsewhere
+    an orphan finishes its run and then waits, so stop the workers by hand before resuming."""
     import ctypes
     import signal
     import sys
@@ -119,32 +121,40 @@ def _die_with_parent(parent: int) -> None:
 
 
 def _run_goals(jobs: list[tuple[dict[str, Any], dict[str, Any]]], workers: int,
-               record: Callable[[dict[str, Any], dict[str, Any]], None]) -> None:  # fmt: skip
-    """Run each job's `run_goal(**kwargs)` and `record(key, row)` it as it ends: in this process when
+               record: Callable[[dict[str, Any], dict[str, Any]], None],
+               run: Callable[..., dict[str, Any]] | None = None) -> None:  # fmt: skip
+    """Run each job's `run_goal(**kwargs)` (or `run`'s) and `record(key, row)` it as it ends: in this process when
     `workers` is 1, else in that many worker processes, each loading the model once. Every run keeps
     its seed and folder whatever `workers` is. What a run sees from llama.cpp's prompt cache does
     depend on the runs before it in its process (measured: a sampled 135M run repeated with its seed
     in one process gave 273, then 274 tokens), so sampled runs match one-process runs as closely as
     a resumed round matches an unbroken one, not token for token."""
+    run = run or run_goal  # `run`: a module-level function (it is pickled to the workers)
     if workers == 1 or len(jobs) <= 1:
         for key, kwargs in jobs:
-            record(key, run_goal(**kwargs))
+            record(key, run(**kwargs))
         return
     import multiprocessing
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
     context = multiprocessing.get_context("spawn")  # no forked llama.cpp / torch state
-    with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=context,
-                             initializer=_die_with_parent, initargs=(os.getpid(),)) as pool:  # fmt: skip
-        pending = {pool.submit(run_goal, **kwargs): key for key, kwargs in jobs}
-        try:
-            while pending:
-                done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for future in done:
-                    record(pending.pop(future), future.result())  # a failed run raises here
-        finally:
-            for future in pending:
-                future.cancel()
+    pool = ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=context,
+                               initializer=_die_with_parent, initargs=(os.getpid(),))  # fmt: skip
+    pending = {pool.submit(run, **kwargs): key for key, kwargs in jobs}
+    try:
+        while pending:
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            failed = [f for f in done if f.exception() is not None]
+            for future in done:
+                key = pending.pop(future)
+                if future.exception() is None:
+                    record(key, future.result())  # every run that ended well is kept, even beside a failure
+            if failed:
+                raise failed[0].exception()
+    finally:
+        # on an error or Ctrl-C, return at once: queued runs are cancelled, and the running ones end with
+        # this process (PR_SET_PDEATHSIG); their unrecorded folders are cleared when they run again
+        pool.shutdown(wait=not pending, cancel_futures=True)
 
 
 # ---- the loop ------------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ class SuiteModel(BaseModel):
 class CollectSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    attempts: int = Field(default=3, gt=0, description="sampled runs per train goal")
+    attempts: int = Field(default=3, gt=0, le=999, description="sampled runs per train goal (seeds stay per round)")
     temperature: float = Field(default=0.7, gt=0, description="sampling temperature of the attempts")
     seed: int = Field(
         default=0, description="attempt a of round k samples with seed + 1000 (k - 1) + a: each round draws new runs"
@@ -143,6 +143,12 @@ def load_suite(path: str | Path) -> tuple[Suite, Goals]:
     if overlap:
         raise BadInputError(f"{path}: held-out goal(s) {', '.join(overlap)} are also train goals.",
                             fix="a held-out goal is never trained on: remove it from train (or from heldout).")  # fmt: skip
+    for field, files in (("train", goals.train), ("heldout", goals.heldout)):
+        stems = [f.stem for f in files]
+        twice = sorted({s for s in stems if stems.count(s) > 1})
+        if twice:  # a run's folder is named by the file's stem
+            raise BadInputError(f"{path}: field {field!r}: two goal files are named {', '.join(twice)}.",
+                                fix="give every goal file of a split its own file name.")  # fmt: skip
     return suite, goals
 
 

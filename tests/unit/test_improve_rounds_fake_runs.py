@@ -5,6 +5,7 @@ test is the loop's bookkeeping, not the model): each round samples with new seed
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ import yaml
 
 from agentkit.agents import export
 from agentkit.agents import improve as improve_module
-from agentkit.agents.improve import Improver, collect_seed
+from agentkit.agents.improve import Improver, _run_goals, collect_seed
 
 
 def _suite(tmp_path: Path, **fields: Any) -> Path:
@@ -76,3 +77,20 @@ def test_an_unknown_tune_data_value_is_refused_by_field(tmp_path: Path) -> None:
 
     with pytest.raises(BadInputError, match="tune.data"):
         load_suite(_suite(tmp_path, tune={"data": "everything"}))
+
+
+def _sleep_then(seconds: float, fail: bool = False) -> dict[str, Any]:  # runs in a worker process
+    time.sleep(seconds)
+    if fail:
+        raise RuntimeError("boom in a worker")
+    return {"slept": seconds}
+
+
+def test_a_failed_run_in_a_worker_keeps_the_runs_that_ended_and_does_not_wait_for_the_rest_fake_runs() -> None:
+    recorded: list[int] = []
+    jobs = [({"k": 1}, {"seconds": 0.1}), ({"k": 2}, {"seconds": 1.5, "fail": True}), ({"k": 3}, {"seconds": 120})]
+    started = time.monotonic()
+    with pytest.raises(RuntimeError, match="boom in a worker"):
+        _run_goals(jobs, 2, lambda key, row: recorded.append(key["k"]), run=_sleep_then)
+    assert recorded == [1]  # the run that ended well is kept; the 120 s one is left to end with its worker
+    assert time.monotonic() - started < 90

@@ -98,3 +98,11 @@ def test_the_example_suite_loads_with_its_44_goals_split_24_20() -> None:
     suite, goals = load_suite(Path(__file__).resolve().parents[2] / "examples" / "improve" / "suite.yaml")
     assert (len(goals.train), len(goals.heldout)) == (24, 20)
     assert suite.tune.data == "all" and suite.collect.attempts == 2
+
+
+def test_two_goal_files_with_one_name_in_a_split_are_refused(tmp_path: Path) -> None:
+    path = _suite(tmp_path, train=["g/a.yaml", "h/a.yaml"])
+    (tmp_path / "h").mkdir()
+    _goal(tmp_path / "h", "a", "Write c to c.txt.")
+    with pytest.raises(BadInputError, match=r"field 'train': two goal files are named a\."):
+        load_suite(path)
