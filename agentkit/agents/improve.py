@@ -152,8 +152,11 @@ def _run_goals(jobs: list[tuple[dict[str, Any], dict[str, Any]]], workers: int,
             if failed:
                 raise failed[0].exception()
     finally:
-        # on an error or Ctrl-C, return at once: queued runs are cancelled, and the running ones end with
-        # this process (PR_SET_PDEATHSIG); their unrecorded folders are cleared when they run again
+        # on an error or Ctrl-C, return at once: queued runs are cancelled and running ones are stopped
+        # (their results would not be recorded; their folders are cleared when they run again)
+        if pending:
+            for process in list((getattr(pool, "_processes", None) or {}).values()):
+                process.kill()
         pool.shutdown(wait=not pending, cancel_futures=True)
 
 
