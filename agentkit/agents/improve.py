@@ -19,13 +19,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from agentkit.agents.improve_runs import run_goals
 from agentkit.agents.improve_suite import load_suite, paired_gain, should_promote
 from agentkit.config_io import write_jsonl_atomic
 from agentkit.errors import BadInputError
@@ -75,89 +75,6 @@ def collect_seed(seed: int, round_number: int, attempt: int) -> int:
     """The sampling seed of a collect attempt: new in every round, so a round after one that was not
     promoted (the same champion) does not repeat its runs."""
     return seed + 1000 * (round_number - 1) + attempt
-
-
-# ---- one run of one goal -------------------------------------------------------------------------
-def run_goal(goal_file: Path, into: Path, *, model: str, adapter: str | None, engine: str, strategy: str,
-             temperature: float, seed: int, home: Path | None = None) -> dict[str, Any]:  # fmt: skip
-    """Run a goal in a fresh copy of its seed workspace under `into`; its runs go to `into/runs`."""
-    from agentkit.agents.agent import Agent
-    from agentkit.agents.spec import load_goal
-    from agentkit.models.provider import ModelSpec
-
-    spec, seed_workspace = load_goal(goal_file)
-    for stale in (into / "workspace", into / "runs"):  # a run cut off before it was recorded runs again
-        if stale.exists():
-            shutil.rmtree(stale)
-    workspace = into / "workspace"
-    if seed_workspace.is_dir():
-        shutil.copytree(seed_workspace, workspace, symlinks=True)
-    else:
-        workspace.mkdir(parents=True)
-    options: dict[str, Any] = {"seed": seed} if temperature > 0 else {}
-    if home is not None:
-        options["home"] = str(home)  # the registry the loop tunes into, not only $AGENTKIT_HOME
-    chat = ModelSpec(model=model, adapter=adapter, engine=engine, temperature=temperature, options=options)
-    agent = Agent.from_spec(spec, workspace=workspace, runs_dir=into / "runs", goal_file=goal_file, model=chat,
-                            **({} if strategy == "auto" and spec.strategy != "auto" else {"strategy": strategy}))  # fmt: skip
-    started = time.monotonic()
-    result = agent.run()
-    return {"goal": spec.name, "run_id": result.run_id, "status": result.status, "ok": result.ok,
-            "steps": result.steps, "tokens": result.tokens, "seconds": round(time.monotonic() - started, 2)}  # fmt: skip
-
-
-def _die_with_parent(parent: int) -> None:
-    """Worker initializer: a worker ends when the `improve` that started it is killed, so a resumed
-    round never runs beside an orphan still writing the same attempt's folder. Linux only: elsewhere
-    an orphan finishes its run and then waits, so stop the workers by hand before resuming."""
-    import ctypes
-    import signal
-    import sys
-
-    if sys.platform.startswith("linux"):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    if os.getppid() != parent:  # killed while this worker was still starting: no signal will come
-        os._exit(1)
-
-
-def _run_goals(jobs: list[tuple[dict[str, Any], dict[str, Any]]], workers: int,
-               record: Callable[[dict[str, Any], dict[str, Any]], None],
-               run: Callable[..., dict[str, Any]] | None = None) -> None:  # fmt: skip
-    """Run each job's `run_goal(**kwargs)` (or `run`'s) and `record(key, row)` it as it ends: in this process when
-    `workers` is 1, else in that many worker processes, each loading the model once. Every run keeps
-    its seed and folder whatever `workers` is. What a run sees from llama.cpp's prompt cache does
-    depend on the runs before it in its process (measured: a sampled 135M run repeated with its seed
-    in one process gave 273, then 274 tokens), so sampled runs match one-process runs as closely as
-    a resumed round matches an unbroken one, not token for token."""
-    run = run or run_goal  # `run`: a module-level function (it is pickled to the workers)
-    if workers == 1 or len(jobs) <= 1:
-        for key, kwargs in jobs:
-            record(key, run(**kwargs))
-        return
-    import multiprocessing
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-
-    context = multiprocessing.get_context("spawn")  # no forked llama.cpp / torch state
-    pool = ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=context,
-                               initializer=_die_with_parent, initargs=(os.getpid(),))  # fmt: skip
-    pending = {pool.submit(run, **kwargs): key for key, kwargs in jobs}
-    try:
-        while pending:
-            done, _ = wait(pending, return_when=FIRST_COMPLETED)
-            failed = [f for f in done if f.exception() is not None]
-            for future in done:
-                key = pending.pop(future)
-                if future.exception() is None:
-                    record(key, future.result())  # every run that ended well is kept, even beside a failure
-            if failed:
-                raise failed[0].exception()
-    finally:
-        # on an error or Ctrl-C, return at once: queued runs are cancelled and running ones are stopped
-        # (their results would not be recorded; their folders are cleared when they run again)
-        if pending:
-            for process in list((getattr(pool, "_processes", None) or {}).values()):
-                process.kill()
-        pool.shutdown(wait=not pending, cancel_futures=True)
 
 
 # ---- the loop ------------------------------------------------------------------------------------
@@ -281,7 +198,7 @@ class Improver:
             _append_line(log, {**key, **row})
             self.say(f"  collect {row['goal']} #{key['attempt']}: {row['status']} ({row['steps']} steps, {row['seconds']}s)")
 
-        _run_goals(jobs, self.workers, record)
+        run_goals(jobs, self.workers, record)
 
     # -- export: SFT rows from successes, DPO pairs success vs failure ----------------------------
     def _export(self, state: dict[str, Any], folder: Path) -> None:
@@ -305,27 +222,16 @@ class Improver:
                 f"from; nothing was tuned (the runs are kept in {aside}).",
                 fix="use easier train goals, more collect.attempts, or a higher collect.temperature, then run again.",
             )
-        sft: list[dict[str, Any]] = []
-        seen: set[str] = set()
+        stores = [RunStore(d) for d in sorted((folder / "collect").glob("*/*/runs"))]
+        sft = _unique_rows(row for store in stores for row in [*sft_examples(store), *plan_examples(store)])
         dpo: list[dict[str, Any]] = []
-        for goal_dir in sorted((folder / "collect").glob("*/*/runs")):
-            store = RunStore(goal_dir)
-            for row in [*sft_examples(store), *plan_examples(store)]:
-                key = json.dumps([row["messages"], row.get("tools")], sort_keys=True)
-                if key not in seen:  # sampled attempts repeat each other; a row counts once
-                    seen.add(key)
-                    sft.append({k: v for k, v in row.items() if k in ("messages", "tools")})
         # DPO pairs need runs of the same goal side by side: one store per goal
         for goal_dir in sorted((folder / "collect").glob("*")):
             dpo += list(dpo_pairs(_MultiStore(sorted(goal_dir.glob("*/runs")))))
         this_round = len(sft)
-        if self.suite.tune.data == "all":  # earlier rounds' rows too (each already holds those before it)
-            for earlier in range(1, state["round"]):
-                for row in _read_lines(self.folder / f"round-{earlier}" / "sft.jsonl"):
-                    key = json.dumps([row["messages"], row.get("tools")], sort_keys=True)
-                    if key not in seen:
-                        seen.add(key)
-                        sft.append(row)
+        if self.suite.tune.data == "all":  # earlier rounds' rows too, each once
+            sft = _unique_rows([*sft, *(row for earlier in range(1, state["round"])
+                                        for row in _read_lines(self.folder / f"round-{earlier}" / "sft.jsonl"))])  # fmt: skip
         write_jsonl_atomic(folder / "sft.jsonl", sft)
         write_jsonl_atomic(folder / "dpo.jsonl", dpo)
         state["data"] = {"sft_rows": len(sft), "sft_rows_this_round": this_round, "dpo_pairs": len(dpo)}
@@ -384,7 +290,7 @@ class Improver:
             _append_line(log, {**key, **row})
             self.say(f"  evaluate {key['who']} {row['goal']} #{key['attempt']}: {row['status']}")
 
-        _run_goals(jobs, self.workers, record)
+        run_goals(jobs, self.workers, record)
 
     # -- decide: promote or keep as a candidate ------------------------------------------------------
     def _decide(self, state: dict[str, Any], folder: Path) -> None:
@@ -439,6 +345,18 @@ def evaluation_summary(rows: list[dict[str, Any]], goal_files: list[str]) -> dic
             "tokens_per_success": round(sum(r["tokens"] for r in wins) / len(wins), 1) if wins else None,
         }
     return out
+
+
+def _unique_rows(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """SFT rows as `{messages, tools}`, each once (sampled attempts, and rounds, repeat each other)."""
+    seen: set[str] = set()
+    unique = []
+    for row in rows:
+        key = json.dumps([row["messages"], row.get("tools")], sort_keys=True)
+        if key not in seen:
+            seen.add(key)
+            unique.append({k: v for k, v in row.items() if k in ("messages", "tools")})
+    return unique
 
 
 class _MultiStore:

@@ -14,8 +14,9 @@ import pytest
 import yaml
 
 from agentkit.agents import export
-from agentkit.agents import improve as improve_module
-from agentkit.agents.improve import Improver, _run_goals, collect_seed
+from agentkit.agents import improve_runs
+from agentkit.agents.improve import Improver, collect_seed
+from agentkit.agents.improve_runs import run_goals
 
 
 def _suite(tmp_path: Path, **fields: Any) -> Path:
@@ -42,7 +43,7 @@ def test_each_round_collects_with_new_seeds_fake_runs(tmp_path: Path, monkeypatc
         return {"goal": "a", "run_id": f"r{kwargs['seed']}", "status": "succeeded", "ok": True, "steps": 1,
                 "tokens": 10, "seconds": 0.1}  # fmt: skip
 
-    monkeypatch.setattr(improve_module, "run_goal", fake_run_goal)
+    monkeypatch.setattr(improve_runs, "run_goal", fake_run_goal)
     improver = Improver(_suite(tmp_path), home=tmp_path / "home")
     for round_number in (1, 2, 3):
         state = {"round": round_number, "champion": None}
@@ -92,7 +93,7 @@ def test_a_failed_run_in_a_worker_keeps_the_runs_that_ended_and_does_not_wait_fo
     jobs = [({"k": 1}, {"seconds": 0.1}), ({"k": 2}, {"seconds": 1.5, "fail": True}), ({"k": 3}, {"seconds": 120})]
     started = time.monotonic()
     with pytest.raises(RuntimeError, match="boom in a worker"):
-        _run_goals(jobs, 2, lambda key, row: recorded.append(key["k"]), run=_sleep_then)
+        run_goals(jobs, 2, lambda key, row: recorded.append(key["k"]), run=_sleep_then)
     assert recorded == [1]  # the run that ended well is kept; the 120 s one is stopped, not waited for
     assert time.monotonic() - started < 90
     deadline = time.monotonic() + 10
