@@ -1,8 +1,9 @@
 """Agent success rate on the goals of bench/agent_goals/: the built-in model vs the same base + an adapter.
 
-The goals are split in two folders, bench/agent_goals/train/ and bench/agent_goals/heldout/ (see its
-README): the default --split heldout measures only goals that are never trained on nor used to choose
-settings; --split train or all for the others.
+The goals are split in three folders, bench/agent_goals/train/, heldout/ and confirm/ (see its README):
+the default --split heldout measures only goals that are never trained on nor used to choose settings;
+--split confirm runs the goals written after `agentkit improve` had run, once, to confirm a promoted
+adapter; --split train, or all (every folder), for the others.
 
 Every goal has automatic checks (files the agent must write, with the right content). Each goal runs
 in a fresh copy of its seed workspace, once per model, with the budgets its goal file sets (the same
@@ -33,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 GOALS = Path(__file__).resolve().parent / "agent_goals"
-SPLITS = ("train", "heldout")  # subfolders of GOALS; "all" is both
+SPLITS = ("train", "heldout", "confirm")  # subfolders of GOALS; "all" is every one
 
 
 @dataclass
@@ -51,15 +52,15 @@ class Outcome:
 
 def goal_files(folder: Path, names: list[str] | None, limit: int | None,
                split: str = "heldout") -> list[Path]:
-    """The goal files of `split` (folder/<split>/*.yaml; "all": both), or the ones `names` names,
-    looked up in both splits."""
+    """The goal files of `split` (folder/<split>/*.yaml; "all": every split), or the ones `names`
+    names, looked up in every split."""
     if split not in (*SPLITS, "all"):
         raise SystemExit(f"unknown split {split!r}; use one of {', '.join(SPLITS)}, all")
     chosen = SPLITS if names or split == "all" else (split,)
     files = sorted((f for s in chosen for f in (folder / s).glob("*.yaml")), key=lambda f: f.stem)
     if not files:
         raise SystemExit(f"no goal files in {', '.join(str(folder / s) for s in chosen)}; "
-                         "--goals-dir is the folder that holds train/ and heldout/")
+                         f"--goals-dir is the folder that holds {', '.join(s + '/' for s in SPLITS)}")
     if names:
         known = {f.stem: f for f in files}
         missing = [n for n in names if n not in known]
@@ -85,7 +86,7 @@ def missing_indexes(goals: list[Path]) -> list[str]:
 def stage(goal: Path, into: Path, model: str, adapter: str | None, max_tokens: int | None,
           budgets: dict[str, Any], engine: str = "auto", strategy: str | None = None) -> Path:
     """A copy of the goal file in `into`, with its seed workspace (relative to the goal file's folder,
-    train/ or heldout/), the model under test and any budget overrides (the same for every model)."""
+    train/, heldout/ or confirm/), the model under test and any budget overrides (the same for every model)."""
     import yaml
 
     spec = yaml.safe_load(goal.read_text(encoding="utf-8"))
@@ -154,9 +155,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--goals-dir", type=Path, default=GOALS)
     parser.add_argument("--split", default="heldout", choices=[*SPLITS, "all"],
-                        help="which goals: GOALS_DIR/<split>/*.yaml (default heldout: never trained on)")
+                        help="which goals: GOALS_DIR/<split>/*.yaml (default heldout: never trained on; all: every split)")
     parser.add_argument("--goals", default=None,
-                        help="comma-separated goal names, looked up in train and heldout (default: --split)")
+                        help="comma-separated goal names, looked up in every split (default: --split)")
     parser.add_argument("--limit", type=int, default=None, help="only the first N goals (bounds minutes)")
     parser.add_argument("--model", default="smollm2-135m-instruct")
     parser.add_argument("--engine", default="auto", choices=["auto", "transformers", "llamacpp"])

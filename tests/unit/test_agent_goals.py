@@ -1,5 +1,5 @@
 """bench/agent_goals: every goal file loads, is one sentence with checks, fails on its untouched seed
-workspace and passes on a correct solution; the train / held-out split is disjoint and balanced."""
+workspace and passes on a correct solution; the train / held-out / confirm split is disjoint and balanced."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import math
 import re
 import shutil
 import sys
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from agentkit.agents.spec import GoalSpec, load_goal
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 GOALS = BENCH / "agent_goals"
-SPLITS = ("train", "heldout")
+SPLITS = ("train", "heldout", "confirm")
 BASE_TOOLS = ["read_file", "write_file", "list_files", "calculator"]
 INDEX = "agent-goals-facts"
 
@@ -113,6 +114,28 @@ SOLUTIONS: dict[str, dict[str, Text]] = {
     "index_ceo": {"ceo.txt": "Amara Lindqvist"},
     "replan_expenses": {"sum.txt": lambda ws: str(sum(_numbers(ws / "2024" / "march" / "expenses.txt")))},
     "replan_temps": {"max.txt": lambda ws: str(max(_numbers(ws / "readings" / "week_12.txt")))},
+    # confirm: one parallel form per held-out goal, in the order above
+    "calc_addition": {"addition.txt": str(2468 + 3579)},
+    "calc_garden": {"garden.txt": str(15 * 8)},
+    "calc_product": {"product.txt": str(37 * 24)},
+    "calc_brackets": {"outcome.txt": str((6 + 2) * 9)},
+    "calc_gratuity": {"gratuity.txt": str(140 * 0.15)},
+    "write_farewell": {"farewell.txt": "see you soon"},
+    "write_both": {"left.txt": "gamma", "right.txt": "delta"},
+    "write_number": {"limit.txt": "4096"},
+    "read_river": {"result.txt": lambda ws: _text(ws / "river.txt").strip()},
+    "read_locker": {"number.txt": lambda ws: re.findall(r"\d+", _text(ws / "locker.txt"))[0]},
+    "cost_times_five": {"total_cost.txt": lambda ws: str(_numbers(ws / "cost.txt")[0] * 5)},
+    "find_log": {"match.txt": lambda ws: _file_where(ws, lambda p: p.suffix == ".log")},
+    "add_two_numbers": {"added.txt": lambda ws: str(_numbers(ws / "p.txt")[0] + _numbers(ws / "q.txt")[0])},
+    "reverse_order": {"backwards.txt": lambda ws: " ".join(_text(ws / "phrase.txt").split()[::-1])},
+    "top_line": {"top.txt": lambda ws: _text(ws / "events.txt").splitlines()[0]},
+    "find_refund": {"answer.txt": lambda ws: _file_where(ws, lambda p: "refund" in _text(p))},
+    "json_album": {"album.json": lambda ws: _compact({"artist": _field(ws / "album.txt", "artist"),
+                                                        "year": int(_field(ws / "album.txt", "year"))})},
+    "word_count": {"words.txt": lambda ws: str(len(_text(ws / "quote.txt").split()))},
+    "index_office": {"office.txt": "Ghent"},
+    "replan_scores": {"twice.txt": lambda ws: str(2 * _numbers(ws / "games" / "scores.txt")[0])},
 }  # fmt: skip
 
 
@@ -147,14 +170,16 @@ def test_goal_files_load_with_unique_names_equal_to_their_stems() -> None:
     assert names == [f.stem for f in GOAL_FILES]
     assert len(set(names)) == len(names), sorted(n for n in names if names.count(n) > 1)
     assert len(names) >= 40
-    assert not list(GOALS.glob("*.yaml")), "goal files live in train/ or heldout/, not at the top"
+    assert not list(GOALS.glob("*.yaml")), "goal files live in train/, heldout/ or confirm/, not at the top"
 
 
-def test_train_and_heldout_are_disjoint_and_both_filled() -> None:
+def test_train_heldout_and_confirm_are_disjoint_and_filled() -> None:
     train = {f.stem for f in (GOALS / "train").glob("*.yaml")}
     heldout = {f.stem for f in (GOALS / "heldout").glob("*.yaml")}
+    confirm = {f.stem for f in (GOALS / "confirm").glob("*.yaml")}
     assert len(train) >= 20 and len(heldout) >= 20
-    assert not train & heldout
+    assert len(confirm) == 20, "one confirm goal per held-out goal"
+    assert not train & heldout and not train & confirm and not heldout & confirm
 
 
 def test_every_seed_folder_belongs_to_a_goal() -> None:
@@ -167,10 +192,24 @@ def _normalised(sentence: str) -> str:
     return " ".join(re.sub(r"[^a-z0-9.]+", " ", sentence.lower()).split())
 
 
+def _sentences(split: str) -> set[str]:
+    return {_normalised(load_goal(f)[0].goals[0]) for f in (GOALS / split).glob("*.yaml")}
+
+
 def test_heldout_sentences_differ_from_every_train_sentence() -> None:
-    train = {_normalised(load_goal(f)[0].goals[0]) for f in (GOALS / "train").glob("*.yaml")}
+    train = _sentences("train")
     for goal in (GOALS / "heldout").glob("*.yaml"):
         assert _normalised(load_goal(goal)[0].goals[0]) not in train, goal.stem
+
+
+def test_confirm_sentences_differ_from_every_train_and_heldout_sentence() -> None:
+    # ... and from the goals examples/agent_lora trains smollm2-agent-lora on (disjoint, says its README)
+    lora_goals = (BENCH.parent / "examples" / "agent_lora" / "goals").glob("*.yaml")
+    lora = {_normalised(load_goal(f)[0].goals[0]) for f in lora_goals}
+    earlier = _sentences("train") | _sentences("heldout") | lora
+    confirm = [_normalised(load_goal(f)[0].goals[0]) for f in (GOALS / "confirm").glob("*.yaml")]
+    assert confirm and not [s for s in confirm if s in earlier]
+    assert len(set(confirm)) == len(confirm)
 
 
 def test_solutions_cover_exactly_the_goals() -> None:
@@ -190,7 +229,7 @@ def test_goal_is_one_sentence_with_the_standard_fields(goal: Path) -> None:
     assert len(spec.goals) == 1
     sentence = spec.goals[0]
     assert sentence[-1] in ".?" and not re.search(r"[.?!]\s", sentence[:-1]), f"two sentences: {sentence!r}"
-    label = "held-out" if goal.parent.name == "heldout" else "train"
+    label = {"heldout": "held-out"}.get(goal.parent.name, goal.parent.name)
     assert _text(goal).startswith(f"# {spec.name} ({label}): "), "header: # NAME (split): what it tests"
     assert "strategy" not in spec.model_fields_set, "leave strategy to the loop's default"
     assert 6 <= spec.budgets.max_steps <= 8 and spec.budgets.max_seconds == 300
@@ -240,16 +279,20 @@ def test_index_answers_are_in_the_index_documents() -> None:
     assert f"agentkit index add {INDEX} bench/agent_goals/index_docs" in _text(GOALS / "README.md")
 
 
-def test_readme_lists_every_goal_and_every_category_is_in_both_halves() -> None:
+def test_readme_lists_every_goal_and_every_category_is_in_every_split() -> None:
     rows = re.findall(r"^\| `(\w+)` \| (\w+) \| ([^|]+?) \|", _text(GOALS / "README.md"), re.M)
     listed = {name: (split, category) for name, split, category in rows}
+    assert len(listed) == len(rows), "a goal listed twice"
     assert set(listed) == set(IDS)
     for goal in GOAL_FILES:
         assert listed[goal.stem][0] == goal.parent.name, goal.stem
     halves: dict[str, set[str]] = {}
     for split, category in listed.values():
         halves.setdefault(category, set()).add(split)
-    assert {c for c, s in halves.items() if s != set(SPLITS)} == set()
+    assert {c for c, s in halves.items() if not {"train", "heldout"} <= s} == set()
+    # One confirm goal per held-out goal: the same categories, as many of each.
+    categories = {split: Counter(c for s, c in listed.values() if s == split) for split in SPLITS}
+    assert categories["confirm"] == categories["heldout"]
     required = {"read → compute → write", "find a file", "transform text", "two inputs", "JSON output",
                 "counting", "index question", "re-plan"}  # fmt: skip
     assert required <= set(halves)
@@ -270,11 +313,14 @@ def test_agent_eval_reads_the_split_layout_and_stages_the_seed(
     agent_eval = _agent_eval(monkeypatch)
     heldout = agent_eval.goal_files(GOALS, None, None)  # default split: heldout
     train = agent_eval.goal_files(GOALS, None, None, "train")
+    confirm = agent_eval.goal_files(GOALS, None, None, "confirm")
     assert {f.parent.name for f in heldout} == {"heldout"} and {f.parent.name for f in train} == {"train"}
-    assert len(agent_eval.goal_files(GOALS, None, None, "all")) == len(heldout) + len(train)
-    assert agent_eval.goal_files(GOALS, None, 3, "all") == sorted(heldout + train, key=lambda f: f.stem)[:3]
-    by_name = agent_eval.goal_files(GOALS, [train[0].stem, heldout[0].stem], None)  # both halves, any split
-    assert by_name == [train[0], heldout[0]]
+    assert {f.parent.name for f in confirm} == {"confirm"} and len(confirm) == 20
+    everything = sorted(heldout + train + confirm, key=lambda f: f.stem)
+    assert agent_eval.goal_files(GOALS, None, None, "all") == everything
+    assert agent_eval.goal_files(GOALS, None, 3, "all") == everything[:3]
+    names = [train[0].stem, heldout[0].stem, confirm[0].stem]
+    assert agent_eval.goal_files(GOALS, names, None) == [train[0], heldout[0], confirm[0]]  # any split
     with pytest.raises(SystemExit, match="unknown goal"):
         agent_eval.goal_files(GOALS, ["no_such_goal"], None)
 
