@@ -3,7 +3,7 @@
 The goals are split in three folders, bench/agent_goals/train/, heldout/ and confirm/ (see its README):
 the default --split heldout measures only goals that are never trained on nor used to choose settings;
 --split confirm runs the goals written after `agentkit improve` had run, once, to confirm a promoted
-adapter; --split train, or all (every folder), for the others.
+adapter (only when named: --split all is train and heldout); --split train for the others.
 
 Every goal has automatic checks (files the agent must write, with the right content). Each goal runs
 in a fresh copy of its seed workspace, once per model, with the budgets its goal file sets (the same
@@ -14,7 +14,7 @@ Also the baseline of one model alone (no --adapter) on one engine and strategy, 
 seconds per agent step (each step's wall time from the run's trace):
   OMP_WAIT_POLICY=PASSIVE .venv/bin/python bench/agent_eval.py --model qwen2.5-coder-0.5b-instruct --engine llamacpp --strategy free
 
-Run: .venv/bin/python bench/agent_eval.py --adapter smollm2-agent-lora [--split heldout|train|all] [--limit 8]
+Run: .venv/bin/python bench/agent_eval.py --adapter smollm2-agent-lora [--split heldout|train|all|confirm] [--limit 8]
      [--goals calc_add,write_hello]
 The index goals need the index agent-goals-facts (bench/agent_goals/README.md says how to build it).
 """
@@ -34,7 +34,8 @@ from pathlib import Path
 from typing import Any
 
 GOALS = Path(__file__).resolve().parent / "agent_goals"
-SPLITS = ("train", "heldout", "confirm")  # subfolders of GOALS; "all" is every one
+SPLITS = ("train", "heldout", "confirm")  # subfolders of GOALS
+ALL = ("train", "heldout")  # --split all: confirm/ runs only when named, so it is not spent by accident
 
 
 @dataclass
@@ -52,11 +53,11 @@ class Outcome:
 
 def goal_files(folder: Path, names: list[str] | None, limit: int | None,
                split: str = "heldout") -> list[Path]:
-    """The goal files of `split` (folder/<split>/*.yaml; "all": every split), or the ones `names`
-    names, looked up in every split."""
+    """The goal files of `split` (folder/<split>/*.yaml; "all": train and heldout), or the ones
+    `names` names, looked up in every split."""
     if split not in (*SPLITS, "all"):
         raise SystemExit(f"unknown split {split!r}; use one of {', '.join(SPLITS)}, all")
-    chosen = SPLITS if names or split == "all" else (split,)
+    chosen = SPLITS if names else ALL if split == "all" else (split,)
     files = sorted((f for s in chosen for f in (folder / s).glob("*.yaml")), key=lambda f: f.stem)
     if not files:
         raise SystemExit(f"no goal files in {', '.join(str(folder / s) for s in chosen)}; "
@@ -155,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--goals-dir", type=Path, default=GOALS)
     parser.add_argument("--split", default="heldout", choices=[*SPLITS, "all"],
-                        help="which goals: GOALS_DIR/<split>/*.yaml (default heldout: never trained on; all: every split)")
+                        help="which goals: GOALS_DIR/<split>/*.yaml (default heldout: never trained on; all: train and heldout)")
     parser.add_argument("--goals", default=None,
                         help="comma-separated goal names, looked up in every split (default: --split)")
     parser.add_argument("--limit", type=int, default=None, help="only the first N goals (bounds minutes)")

@@ -316,9 +316,9 @@ def test_agent_eval_reads_the_split_layout_and_stages_the_seed(
     confirm = agent_eval.goal_files(GOALS, None, None, "confirm")
     assert {f.parent.name for f in heldout} == {"heldout"} and {f.parent.name for f in train} == {"train"}
     assert {f.parent.name for f in confirm} == {"confirm"} and len(confirm) == 20
-    everything = sorted(heldout + train + confirm, key=lambda f: f.stem)
-    assert agent_eval.goal_files(GOALS, None, None, "all") == everything
-    assert agent_eval.goal_files(GOALS, None, 3, "all") == everything[:3]
+    both = sorted(heldout + train, key=lambda f: f.stem)  # all: confirm/ runs only when named
+    assert agent_eval.goal_files(GOALS, None, None, "all") == both
+    assert agent_eval.goal_files(GOALS, None, 3, "all") == both[:3]
     names = [train[0].stem, heldout[0].stem, confirm[0].stem]
     assert agent_eval.goal_files(GOALS, names, None) == [train[0], heldout[0], confirm[0]]  # any split
     with pytest.raises(SystemExit, match="unknown goal"):
