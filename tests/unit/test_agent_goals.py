@@ -202,6 +202,23 @@ def test_heldout_sentences_differ_from_every_train_sentence() -> None:
         assert _normalised(load_goal(goal)[0].goals[0]) not in train, goal.stem
 
 
+def test_each_confirm_goal_is_a_parallel_form_of_one_heldout_goal() -> None:
+    """Each names its sibling on its second line; the siblings are the held-out goals, once each, and
+    a pair shares tools, indexes, budgets, the kinds of checks, and whether it has seed files."""
+    siblings = {}
+    for goal in sorted((GOALS / "confirm").glob("*.yaml")):
+        found = re.match(r"# parallel form of heldout/(\w+)\.yaml$", _text(goal).splitlines()[1])
+        assert found, f"{goal.name}: second line must be '# parallel form of heldout/NAME.yaml'"
+        siblings[goal.stem] = found[1]
+    assert sorted(siblings.values()) == sorted(f.stem for f in (GOALS / "heldout").glob("*.yaml"))
+    for name, sibling in siblings.items():
+        (new, new_seed), (old, old_seed) = (load_goal(GOALS / split / f"{n}.yaml") for split, n
+                                            in (("confirm", name), ("heldout", sibling)))  # fmt: skip
+        assert (new.tools, new.indexes, new.budgets) == (old.tools, old.indexes, old.budgets), name
+        assert [type(c).__name__ for c in new.checks] == [type(c).__name__ for c in old.checks], name
+        assert new_seed.is_dir() == old_seed.is_dir(), name
+
+
 def test_confirm_sentences_differ_from_every_train_and_heldout_sentence() -> None:
     # ... and from the goals examples/agent_lora trains smollm2-agent-lora on (disjoint, says its README)
     lora_goals = (BENCH.parent / "examples" / "agent_lora" / "goals").glob("*.yaml")
