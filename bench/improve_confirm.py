@@ -32,30 +32,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from improve_lift import _by_goal, _figures, _rows
+from improve_lift import by_goal, gain_text, model_line, pair, read_rows, run_figures
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _pair(start: dict[str, dict[str, Any]], final: dict[str, dict[str, Any]], names: list[str]) -> dict[str, Any]:
-    from agentkit.agents.improve_suite import paired_gain
-
-    stats = paired_gain([float(start[g]["ok"]) for g in names], [float(final[g]["ok"]) for g in names])
-    return {**stats, "won": [g for g in names if final[g]["ok"] and not start[g]["ok"]],
-            "lost": [g for g in names if start[g]["ok"] and not final[g]["ok"]]}  # fmt: skip
-
-
 def _line(label: str, lift: dict[str, Any]) -> str:
-    ratio = f"{lift['gain'] / lift['se']:.2f} SE" if lift["se"] else "no spread"
-    return (f"{label}: {lift['champion_rate']:.0%} -> {lift['candidate_rate']:.0%} on {lift['goals']} goals, gain "
-            f"{100 * lift['gain']:+.1f} points +- {100 * lift['se']:.1f} (SE) = {ratio}; won {len(lift['won'])} "
-            f"({', '.join(lift['won']) or '-'}), lost {len(lift['lost'])} ({', '.join(lift['lost']) or '-'})")  # fmt: skip
-
-
-def _sentence(goal: Path) -> str:
-    from agentkit.agents.spec import load_goal
-
-    return " ".join(load_goal(goal)[0].goals[0].lower().split())
+    return f"{label}: {lift['champion_rate']:.0%} -> {lift['candidate_rate']:.0%} on {lift['goals']} goals, {gain_text(lift)}"
 
 
 def _heldout(folder: Path, log: list[dict[str, Any]], adapter: str, names: list[str]) -> tuple[Any, ...] | str:
@@ -63,8 +46,8 @@ def _heldout(folder: Path, log: list[dict[str, Any]], adapter: str, names: list[
     row = next((r for r in log if r["candidate"] == adapter), None)
     if row is None:
         return f"{adapter} was no round's candidate, so it has no held-out runs in {folder}"
-    start = _by_goal(_rows(folder / f"round-{log[0]['round']}" / "evaluate.jsonl"), "champion")
-    final = _by_goal(_rows(folder / f"round-{row['round']}" / "evaluate.jsonl"), "candidate")
+    start = by_goal(read_rows(folder / f"round-{log[0]['round']}" / "evaluate.jsonl"), "champion")
+    final = by_goal(read_rows(folder / f"round-{row['round']}" / "evaluate.jsonl"), "candidate")
     if missing := [g for g in names if g not in start or g not in final]:
         return f"held-out goals without a run on both sides: {', '.join(missing)}"
     chose = "promoted: these goals chose it" if row["promoted"] else "not promoted"
@@ -77,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from agentkit.agents.improve import Improver, _append_line
     from agentkit.agents.improve_runs import run_goals
+    from agentkit.agents.improve_suite import goal_keys
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--suite", type=Path, default=ROOT / "examples" / "improve" / "suite.yaml")
@@ -91,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
 
     improver = Improver(args.suite)  # the loop's own suite, registry and run arguments
     suite, goals, registry, folder = improver.suite, improver.goals, improver.registry, improver.folder
-    log = _rows(folder / "log.jsonl") if (folder / "log.jsonl").is_file() else []
+    log = read_rows(folder / "log.jsonl") if (folder / "log.jsonl").is_file() else []
     if not log:
         print(f"no round of {suite.name} is decided yet ({folder}): run `agentkit improve {args.suite}` first")
         return 2
@@ -117,9 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     if not files:
         print(f"no goal files in {goal_dir}")
         return 2
-    suite_goals = goals.train + goals.heldout
-    seen = {g.stem for g in suite_goals} | {_sentence(g) for g in suite_goals}
-    if overlap := [f.stem for f in files if f.stem in seen or _sentence(f) in seen]:
+    seen = {key for g in goals.train + goals.heldout for key in goal_keys(g)}  # the suite's own overlap rule
+    if overlap := [f.stem for f in files if goal_keys(f) & seen]:
         print(f"{goal_dir}: goals {', '.join(overlap)} are also the suite's train or held-out goals (name or sentence)")
         return 2
     if missing := missing_indexes(files):
@@ -130,14 +113,10 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or folder / f"confirm-{goal_dir.name}"
     out.mkdir(parents=True, exist_ok=True)
     record_file = out / "confirm.jsonl"
-    settings = suite.evaluate  # the loop's evaluate stage: its temperature, seeds and attempts
-    recorded = _rows(record_file) if record_file.is_file() else []
-    done = {(r["who"], r["adapter"], r["goal_file"], r["attempt"]) for r in recorded}
-    jobs = [({"who": who, "adapter": adapter, "goal_file": str(goal), "attempt": attempt},
-             improver._run_args(goal, out / names[who] / goal.stem / str(attempt), adapter, settings.temperature,
-                                settings.seed + attempt))
-            for goal in files for attempt in range(settings.attempts) for who, adapter in sides.items()
-            if (who, adapter, str(goal), attempt) not in done]  # fmt: skip
+    recorded = read_rows(record_file) if record_file.is_file() else []
+    done = {(r["who"], r["goal_file"], r["attempt"]) for r in recorded if r["adapter"] == sides[r["who"]]}
+    jobs = [({**key, "adapter": sides[key["who"]]}, kwargs)  # the loop's evaluate stage, on the new goals
+            for key, kwargs in improver.evaluation_jobs(files, sides, {who: out / names[who] for who in sides}, done)]
     print(f"{suite.name}: {names['start']} vs {names['champion']} on {len(files)} goals of {goal_dir} "
           f"({len(jobs)} runs to go, {args.workers} at a time); runs in {out}", flush=True)  # fmt: skip
 
@@ -148,15 +127,14 @@ def main(argv: list[str] | None = None) -> int:
 
     run_goals(jobs, args.workers, record)
 
-    rows = [r for r in _rows(record_file) if r["adapter"] == sides[r["who"]]]  # runs of these two models only
+    rows = [r for r in read_rows(record_file) if r["adapter"] == sides[r["who"]]]  # runs of these two models only
     stems = [f.stem for f in files]
-    new = {who: _by_goal(rows, who) for who in sides}
-    confirm = _pair(new["start"], new["champion"], stems)
-    figures = {who: {"model": names[who], **_figures([new[who][g] for g in stems])} for who in sides}
+    new = {who: by_goal(rows, who) for who in sides}
+    confirm = pair(new["start"], new["champion"], stems)
+    figures = {who: {"model": names[who], **run_figures([new[who][g] for g in stems])} for who in sides}
     print(f"\non the {len(stems)} new goals of {goal_dir}:")
     for f in figures.values():
-        print(f"  {f['model']:<28} success {f['success']:>6} ({f['rate']:.0%}), {f['steps_per_success']} steps and "
-              f"{f['tokens_per_success']} tokens per success, median {f['median_s_per_step']} s per step")  # fmt: skip
+        print(model_line(f["model"], f))
     print(_line(f"confirm: {names['champion']} over {names['start']}", confirm))
     result: dict[str, Any] = {"start": names["start"], "adapter": names["champion"], "goals": str(goal_dir),
                               "figures": figures, "confirm": confirm}  # fmt: skip
@@ -167,8 +145,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"not pooled with the held-out goals: {found}")
     else:
         label, start, final = found
-        heldout = _pair(start, final, held)
-        pooled = _pair({**start, **new["start"]}, {**final, **new["champion"]}, held + stems)
+        heldout = pair(start, final, held)
+        pooled = pair({**start, **new["start"]}, {**final, **new["champion"]}, held + stems)
         print(_line(f"held-out ({label})", heldout))
         print(_line("pooled, held-out + new", pooled))
         result |= {"heldout": heldout, "pooled": pooled, "heldout_label": label}

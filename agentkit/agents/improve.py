@@ -183,6 +183,19 @@ class Improver:
                 "engine": self.suite.model.engine, "strategy": self.suite.strategy, "temperature": temperature,
                 "seed": seed, "home": self.registry.root}  # fmt: skip
 
+    def evaluation_jobs(self, goal_files: list[Path], models: dict[str, str | None], folders: dict[str, Path],
+                        done: set[tuple[str, str, int]]) -> list[tuple[dict[str, Any], dict[str, Any]]]:  # fmt: skip
+        """`run_goals` jobs that run `models` ({side: adapter}) on `goal_files` as the evaluate stage
+        does: the suite's evaluate temperature, seeds and attempts, the sides interleaved so both see
+        the same machine state, each run in `folders[side]/<goal>/<attempt>`; those in `done`
+        ((side, goal file, attempt)) are left out."""
+        settings = self.suite.evaluate
+        return [({"who": who, "goal_file": str(goal_file), "attempt": attempt},
+                 self._run_args(goal_file, folders[who] / goal_file.stem / str(attempt), adapter,
+                                settings.temperature, settings.seed + attempt))
+                for goal_file in goal_files for attempt in range(settings.attempts)
+                for who, adapter in models.items() if (who, str(goal_file), attempt) not in done]  # fmt: skip
+
     # -- collect: the train goals, `attempts` sampled runs each -----------------------------------
     def _collect(self, state: dict[str, Any], folder: Path) -> None:
         settings = self.suite.collect
@@ -275,16 +288,10 @@ class Improver:
 
     # -- evaluate: champion and candidate on the held-out goals, same seeds ----------------------
     def _evaluate(self, state: dict[str, Any], folder: Path) -> None:
-        settings = self.suite.evaluate
         log = folder / "evaluate.jsonl"
         done = {(r["who"], r["goal_file"], r["attempt"]) for r in _read_lines(log)}
         models = {"champion": state["champion"], "candidate": state["candidate"]}
-        jobs = [({"who": who, "goal_file": str(goal_file), "attempt": attempt},
-                 self._run_args(goal_file, folder / "evaluate" / who / goal_file.stem / str(attempt), adapter,
-                                settings.temperature, settings.seed + attempt))
-                for goal_file in self.goals.heldout for attempt in range(settings.attempts)
-                for who, adapter in models.items()  # interleaved: both see the same machine state
-                if (who, str(goal_file), attempt) not in done]  # fmt: skip
+        jobs = self.evaluation_jobs(self.goals.heldout, models, {who: folder / "evaluate" / who for who in models}, done)
 
         def record(key: dict[str, Any], row: dict[str, Any]) -> None:
             _append_line(log, {**key, **row})

@@ -78,13 +78,15 @@ def run_goals(jobs: list[tuple[dict[str, Any], dict[str, Any]]], workers: int,
     try:
         while pending:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
-            failed = [f for f in done if f.exception() is not None]
+            errors = []
             for future in done:
                 key = pending.pop(future)
-                if future.exception() is None:
+                if (error := future.exception()) is None:
                     record(key, future.result())  # every run that ended well is kept, even beside a failure
-            if failed:
-                raise failed[0].exception()
+                else:
+                    errors.append(error)
+            if errors:
+                raise errors[0]
     finally:
         # on an error or Ctrl-C, return at once: queued runs are cancelled and running ones are stopped
         # (their results would not be recorded; their folders are cleared when they run again)

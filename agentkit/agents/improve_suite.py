@@ -8,11 +8,14 @@ import math
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from agentkit.errors import BadInputError
+
+if TYPE_CHECKING:
+    from agentkit.agents.spec import GoalSpec
 
 # ---- the suite file ------------------------------------------------------------------------------
 class SuiteModel(BaseModel):
@@ -114,6 +117,14 @@ class Goals:
     heldout: list[Path]
 
 
+def goal_keys(goal_file: Path, spec: GoalSpec | None = None) -> set[Path | str]:
+    """What makes two goal files one goal: the same (resolved) file, goal name or sentence."""
+    from agentkit.agents.spec import load_goal
+
+    spec = spec or load_goal(goal_file)[0]
+    return {goal_file.resolve(), spec.name, *spec.goals}
+
+
 def load_suite(path: str | Path) -> tuple[Suite, Goals]:
     """The suite and its goal files; refuses an empty glob, and held-out goals that are also train
     goals (the same file, goal name or sentence), naming them."""
@@ -137,9 +148,8 @@ def load_suite(path: str | Path) -> tuple[Suite, Goals]:
 
     goals = Goals(expand("train", suite.train), expand("heldout", suite.heldout))
     specs = {f: load_goal(f)[0] for f in [*goals.train, *goals.heldout]}
-    train_keys = {key for f in goals.train for key in (f, specs[f].name, *specs[f].goals)}
-    overlap = sorted({specs[f].name for f in goals.heldout
-                      if {f, specs[f].name, *specs[f].goals} & train_keys})  # fmt: skip
+    train_keys = {key for f in goals.train for key in goal_keys(f, specs[f])}
+    overlap = sorted({specs[f].name for f in goals.heldout if goal_keys(f, specs[f]) & train_keys})
     if overlap:
         raise BadInputError(f"{path}: held-out goal(s) {', '.join(overlap)} are also train goals.",
                             fix="a held-out goal is never trained on: remove it from train (or from heldout).")  # fmt: skip
